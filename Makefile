@@ -1,0 +1,38 @@
+# Two commands work on a fresh machine: `make bench` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# The project is installed (not editable) so tests exercise the installed packages and their
+# entry points; the stamp reinstalls it whenever a source file changes.
+SOURCES := pyproject.toml $(shell find yukti runners -name '*.py' 2>/dev/null)
+
+.PHONY: bench test setup clean-venv
+
+$(VENV)/.deps-stamp: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt setuptools wheel
+	# Dependencies of .[all] under the pinned constraints (torch==2.13.0, the local CPU wheel).
+	$(PIP) install -q -c constraints.txt --no-build-isolation ".[all]"
+	# onnx2torch's only use of torchvision is for NMS/RoiAlign; PyPI's torchvision does not load
+	# beside the CPU torch wheel, so it is kept out and the torch runner refuses those ops.
+	$(PIP) install -q -c constraints.txt --no-deps onnx2torch
+	-$(PIP) uninstall -q -y torchvision
+	touch $@
+
+$(VENV)/.install-stamp: $(VENV)/.deps-stamp $(SOURCES)
+	$(PIP) install -q --no-deps --no-build-isolation --force-reinstall .
+	touch $@
+
+setup: $(VENV)/.install-stamp
+
+bench: setup
+	$(VENV)/bin/yukti bench
+
+test: setup
+	# pytest (not python -m pytest) keeps the source tree off sys.path: the installed package is tested.
+	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,71 @@
+"""`reference`: ONNX's own reference evaluator, the accuracy baseline every backend is compared to.
+
+Slow on purpose-built numpy per node, but it is the ONNX specification executed as written, with no
+fusion or reordering; `source="original"` evaluates the float framework object instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from yukti.model import Model
+from yukti.runner import Runner, Support, package_version
+
+
+class ReferenceRunner(Runner):
+    name = "reference"
+    description = "ONNX reference evaluator (onnx.reference), the float accuracy baseline"
+    default_options = {"source": "onnx"}  # "onnx" or "original" (the torch module / Keras model)
+    thread_safe = False  # the evaluator keeps per-run state in Python objects
+
+    @classmethod
+    def version(cls) -> str:
+        return package_version("onnx")
+
+    @classmethod
+    def supports(cls, model: Model) -> Support:
+        if model.has_onnx:
+            return Support(True)
+        if model.torch_module is not None or model.keras_model is not None:
+            return Support(True, reason="evaluates the original float model (no ONNX form)")
+        return Support(False, reason=f"no ONNX form and no original model: {model._onnx_error}")
+
+    def _prepare(self, model: Model, *, source: str) -> dict[str, Any]:
+        if source not in ("onnx", "original"):
+            raise ValueError(f"reference option source must be 'onnx' or 'original'; got {source!r}")
+        if source == "onnx" and model.has_onnx:
+            from onnx.reference import ReferenceEvaluator
+
+            evaluator = ReferenceEvaluator(model.onnx)
+            names = [spec.name for spec in model.inputs]
+            self._call = lambda arrays: evaluator.run(None, dict(zip(names, arrays)))
+            return {"evaluates": "onnx"}
+        if model.torch_module is not None:
+            import torch
+
+            module = model.torch_module.eval()
+
+            def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
+                with torch.inference_mode():
+                    out = module(*(torch.from_numpy(a) for a in arrays))
+                outs = out if isinstance(out, (tuple, list)) else (out,)
+                return [o.detach().cpu().numpy() for o in outs]
+
+            self._call = call
+            return {"evaluates": "torch module"}
+        if model.keras_model is not None:
+            keras_model = model.keras_model
+
+            def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
+                out = keras_model(arrays if len(arrays) > 1 else arrays[0], training=False)
+                outs = out if isinstance(out, (tuple, list)) else (out,)
+                return [np.asarray(o) for o in outs]
+
+            self._call = call
+            return {"evaluates": "keras model"}
+        raise ValueError(f"model {model.name!r} has no original framework object to evaluate")
+
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(o) for o in self._call(arrays)]

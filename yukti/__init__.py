@@ -1,0 +1,35 @@
+"""Yukti: run a small trained network fast, on every backend, measured side by side.
+
+    import yukti
+    model = yukti.load("jet.onnx")            # or yukti.load(module, example_input), yukti.load(keras_model)
+    run = yukti.runner("onnxruntime", model)  # prepared and callable
+    df = yukti.benchmark(model)               # every available backend, one tidy DataFrame
+
+Importing yukti never imports a backend's framework: runners load on demand.
+"""
+
+from yukti import datasets, results, zoo
+from yukti.cache import ArtifactCache
+from yukti.datasets import Dataset
+from yukti.engine import TimingPolicy, benchmark
+from yukti.errors import (
+    BackendUnavailableError,
+    InputError,
+    ModelLoadError,
+    UnknownBackendError,
+    UnknownNameError,
+    UnsupportedModelError,
+    YuktiError,
+)
+from yukti.model import Model, TensorSpec, load
+from yukti.registry import available_backends, backends, register, runner, runner_class, unregister
+from yukti.runner import BackendInfo, Runner, Support
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactCache", "BackendInfo", "BackendUnavailableError", "Dataset", "InputError", "Model", "ModelLoadError",
+    "Runner", "Support", "TensorSpec", "TimingPolicy", "UnknownBackendError", "UnknownNameError",
+    "UnsupportedModelError", "YuktiError", "available_backends", "backends", "benchmark", "datasets", "load",
+    "register", "results", "runner", "runner_class", "unregister", "zoo",
+]

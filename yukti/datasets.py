@@ -1,0 +1,316 @@
+"""Labelled data to measure backends on: the embedded synthetic default and real-data loaders.
+
+Every dataset is a `Dataset` (features as float32, integer labels, names, and a `synthetic` flag
+that every printed label carries). Nothing here downloads at import or in tests; `lhc_jets` fetches
+OpenML 42468 only when called without a local file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from yukti.errors import UnknownNameError, YuktiError
+
+JET_FEATURES = (
+    "j_zlogz", "j_c1_b0_mmdt", "j_c1_b1_mmdt", "j_c1_b2_mmdt", "j_c2_b1_mmdt", "j_c2_b2_mmdt",
+    "j_d2_b1_mmdt", "j_d2_b2_mmdt", "j_d2_a1_b1_mmdt", "j_d2_a1_b2_mmdt", "j_m2_b1_mmdt",
+    "j_m2_b2_mmdt", "j_n2_b1_mmdt", "j_n2_b2_mmdt", "j_mass_mmdt", "j_multiplicity",
+)  # the 16 high-level features of the hls4ml LHC jet dataset, in its order
+JET_CLASSES = ("g", "q", "W", "Z", "t")
+MAGIC_FEATURES = ("fLength", "fWidth", "fSize", "fConc", "fConc1", "fAsym", "fM3Long", "fM3Trans", "fAlpha", "fDist")
+
+
+@dataclass
+class Dataset:
+    """Features `X` (float32, first axis = sample), labels `y` (int64 class indices) and names."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray | None
+    feature_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    synthetic: bool = False
+    signal_class: int = 0  # the class treated as signal in one-vs-rest physics metrics
+    description: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.X = np.ascontiguousarray(self.X, dtype=np.float32)
+        if self.y is not None:
+            self.y = np.asarray(self.y, dtype=np.int64)
+            if len(self.y) != len(self.X):
+                raise YuktiError(f"dataset {self.name!r}: {len(self.X)} samples but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def label(self) -> str:
+        """Name as shown everywhere: synthetic data says so."""
+        return f"{self.name} (synthetic)" if self.synthetic else self.name
+
+    @property
+    def signal_name(self) -> str:
+        return self.class_names[self.signal_class]
+
+    def subset(self, index: np.ndarray | slice) -> "Dataset":
+        return replace(self, X=self.X[index], y=None if self.y is None else self.y[index])
+
+    def split(self, test_fraction: float = 0.25, seed: int = 0) -> tuple["Dataset", "Dataset"]:
+        """Shuffled (train, test) split, deterministic in `seed`."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_test = int(round(len(self) * test_fraction))
+        return self.subset(order[n_test:]), self.subset(order[:n_test])
+
+    def with_signal(self, signal: int | str) -> "Dataset":
+        index = self.class_names.index(signal) if isinstance(signal, str) else int(signal)
+        if not 0 <= index < len(self.class_names):
+            raise UnknownNameError(f"signal class {signal!r} is not one of {list(self.class_names)}")
+        return replace(self, signal_class=index)
+
+    def __repr__(self) -> str:
+        counts = "" if self.y is None else ", ".join(f"{c}={int((self.y == i).sum())}" for i, c in enumerate(self.class_names))
+        return f"Dataset({self.label!r}, X={self.X.shape}, classes: {counts})"
+
+
+# -- jets_synthetic ------------------------------------------------------------------------------
+
+# Per-class mean and spread of each feature, loosely shaped on the hls4ml jet data: W/Z two-prong
+# (low N2, D2, mass near 80/91 GeV), top three-prong and heavy, gluons wider with more particles.
+_JET_MEANS = np.array([
+    #  g      q      W      Z      t
+    [-2.9, -2.6, -2.4, -2.4, -3.2],  # j_zlogz
+    [0.40, 0.30, 0.35, 0.36, 0.42],  # j_c1_b0_mmdt
+    [0.12, 0.08, 0.10, 0.11, 0.14],  # j_c1_b1_mmdt
+    [0.05, 0.03, 0.035, 0.04, 0.06],  # j_c1_b2_mmdt
+    [0.20, 0.15, 0.10, 0.10, 0.12],  # j_c2_b1_mmdt
+    [0.10, 0.07, 0.04, 0.04, 0.06],  # j_c2_b2_mmdt
+    [2.5, 2.0, 1.2, 1.2, 1.6],  # j_d2_b1_mmdt
+    [2.2, 1.8, 0.9, 0.9, 1.3],  # j_d2_b2_mmdt
+    [2.0, 1.6, 0.8, 0.8, 1.5],  # j_d2_a1_b1_mmdt
+    [1.7, 1.3, 0.6, 0.6, 1.2],  # j_d2_a1_b2_mmdt
+    [0.05, 0.04, 0.015, 0.015, 0.03],  # j_m2_b1_mmdt
+    [0.03, 0.02, 0.008, 0.008, 0.02],  # j_m2_b2_mmdt
+    [0.30, 0.27, 0.18, 0.18, 0.24],  # j_n2_b1_mmdt
+    [0.27, 0.24, 0.14, 0.14, 0.20],  # j_n2_b2_mmdt
+    [40.0, 28.0, 80.0, 90.0, 170.0],  # j_mass_mmdt [GeV]
+    [48.0, 32.0, 40.0, 42.0, 62.0],  # j_multiplicity
+])
+_JET_SPREADS = 1.6 * np.array([  # widened until a small DNN reaches about the real data's accuracy
+    [0.5] * 5, [0.07] * 5, [0.04] * 5, [0.02] * 5, [0.05] * 5, [0.03] * 5, [0.8] * 5, [0.7] * 5,
+    [0.6] * 5, [0.5] * 5, [0.015] * 5, [0.008] * 5, [0.06] * 5, [0.05] * 5,
+    [20.0, 15.0, 10.0, 10.0, 40.0], [10.0, 8.0, 8.0, 8.0, 16.0],
+])
+# One shared per-jet factor (think: how much of the jet survived grooming) couples the features.
+_JET_LOADING = np.array([-0.3, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.2, 0.2, 0.5, 0.5])
+_JET_NONNEGATIVE = np.array([name not in ("j_zlogz",) for name in JET_FEATURES])
+
+
+def jets_synthetic(n_samples: int = 60_000, seed: int = 42) -> Dataset:
+    """SYNTHETIC jets in the hls4ml LHC jet schema (16 features; classes g, q, W, Z, t).
+
+    Deterministic in (n_samples, seed). Not physics: a stand-in with the real schema so the
+    default job runs anywhere; use `lhc_jets` for the real data.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(JET_CLASSES), n_samples)
+    shared = rng.standard_normal(n_samples)[:, None]
+    own = rng.standard_normal((n_samples, len(JET_FEATURES)))
+    noise = np.sqrt(1 - _JET_LOADING**2) * own + _JET_LOADING * shared
+    X = _JET_MEANS.T[y] + _JET_SPREADS.T[y] * noise
+    X[:, _JET_NONNEGATIVE] = np.abs(X[:, _JET_NONNEGATIVE])
+    X[:, -1] = np.maximum(np.round(X[:, -1]), 1.0)  # particle multiplicity is a count
+    return Dataset(
+        "jets_synthetic", X, y, JET_FEATURES, JET_CLASSES, synthetic=True, signal_class=JET_CLASSES.index("t"),
+        description="SYNTHETIC jets in the hls4ml LHC jet schema (generated by yukti, seed "
+        f"{seed}); not physics data",
+        meta={"seed": seed},
+    )
+
+
+# -- lhc_jets (real) -----------------------------------------------------------------------------
+
+OPENML_LHC_JETS_ID = 42468
+
+
+def lhc_jets(path: str | os.PathLike | None = None, *, target: str | None = None) -> Dataset:
+    """The hls4ml LHC jet dataset (high-level features): a local parquet/arff/csv file in that
+    schema, or OpenML dataset 42468 fetched (and cached by openml) when `path` is None."""
+    if path is None:
+        frame = _fetch_openml(OPENML_LHC_JETS_ID)
+        origin = f"OpenML {OPENML_LHC_JETS_ID}"
+    else:
+        frame = read_table(path)
+        origin = str(path)
+    return _jets_from_frame(frame, target=target, origin=origin)
+
+
+def _fetch_openml(dataset_id: int) -> pd.DataFrame:
+    try:
+        import openml
+    except ImportError as exc:
+        raise YuktiError(f"fetching OpenML {dataset_id} needs the openml package (pip install 'yukti[openml]'): {exc}") from None
+    from yukti.cache import default_root
+
+    openml.config.set_root_cache_directory(str(default_root() / "openml"))
+    dataset = openml.datasets.get_dataset(dataset_id, download_data=True, download_qualities=False, download_features_meta_data=False)
+    frame, *_ = dataset.get_data(dataset_format="dataframe")
+    return frame
+
+
+def _jets_from_frame(frame: pd.DataFrame, *, target: str | None, origin: str) -> Dataset:
+    missing = [f for f in JET_FEATURES if f not in frame.columns]
+    if missing:
+        raise YuktiError(f"{origin} is not in the LHC jet schema: missing feature column(s) {missing}")
+    lookup = {c.lower(): i for i, c in enumerate(JET_CLASSES)}
+    one_hot = [f"j_{c.lower()}" for c in JET_CLASSES]
+    if target is None and all(c in frame.columns for c in one_hot):
+        y = frame[one_hot].to_numpy().argmax(axis=1)
+    else:
+        column = target or next((c for c in ("class", "target", "label", "jet_type") if c in frame.columns), None)
+        if column is None or column not in frame.columns:
+            raise YuktiError(f"{origin}: no class column found (expected 'class' with values {list(JET_CLASSES)}, or one-hot {one_hot})")
+        labels = frame[column].map(lambda v: v.decode() if isinstance(v, bytes) else str(v)).str.lower().str.removeprefix("j_")
+        unknown = sorted(set(labels) - set(lookup))
+        if unknown:
+            raise YuktiError(f"{origin}: class column {column!r} has values {unknown}; expected {list(JET_CLASSES)}")
+        y = labels.map(lookup).to_numpy()
+    X = frame[list(JET_FEATURES)].to_numpy(dtype=np.float32)
+    return Dataset("lhc_jets", X, y, JET_FEATURES, JET_CLASSES, signal_class=JET_CLASSES.index("t"),
+                   description=f"hls4ml LHC jet dataset, high-level features ({origin})", meta={"origin": origin})
+
+
+# -- MAGIC gamma telescope -----------------------------------------------------------------------
+
+
+def _default_data_dirs() -> list[Path]:
+    dirs = [Path(os.environ["YUKTI_DATA_DIR"])] if os.environ.get("YUKTI_DATA_DIR") else []
+    return dirs + [Path.cwd() / "data", Path.cwd().parent / "shared" / "data"]
+
+
+def find_data_file(filename: str) -> Path | None:
+    """Look for `filename` in $YUKTI_DATA_DIR, ./data and ../shared/data."""
+    return next((d / filename for d in _default_data_dirs() if (d / filename).is_file()), None)
+
+
+def magic(path: str | os.PathLike | None = None) -> Dataset:
+    """MAGIC gamma telescope data (UCI): 10 features, gamma (signal) vs hadron, from magic04.data."""
+    file = Path(path) if path is not None else find_data_file("magic04.data")
+    if file is None or not file.is_file():
+        looked = ", ".join(str(d) for d in _default_data_dirs())
+        raise YuktiError(f"magic04.data not found (looked in {looked}); pass its path, e.g. magic('path/to/magic04.data')")
+    frame = pd.read_csv(file, header=None, names=[*MAGIC_FEATURES, "class"])
+    if frame["class"].isna().any() or not set(frame["class"]) <= {"g", "h"}:
+        raise YuktiError(f"{file} is not in the MAGIC format: the 11th column must be 'g' or 'h'")
+    y = (frame["class"] == "h").to_numpy().astype(np.int64)
+    return Dataset("magic", frame[list(MAGIC_FEATURES)].to_numpy(), y, MAGIC_FEATURES, ("gamma", "hadron"),
+                   signal_class=0, description=f"MAGIC gamma telescope (UCI), {file.name}", meta={"origin": str(file)})
+
+
+# -- pixel clusters (synthetic images) ------------------------------------------------------------
+
+CLUSTER_CLASSES = ("single", "inclined", "merged")
+
+
+def pixel_clusters_synthetic(n_samples: int = 12_000, size: int = 16, seed: int = 7) -> Dataset:
+    """SYNTHETIC pixel-detector charge maps (1 x size x size): a single track at normal incidence
+    (compact), an inclined track (elongated), or two merged tracks. Signal = merged."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(CLUSTER_CLASSES), n_samples)
+    points_per_track = 6
+    centre = size / 2 + rng.uniform(-1.5, 1.5, (n_samples, 2))
+    angle = rng.uniform(0, np.pi, n_samples)
+    length = np.where(y == 1, rng.uniform(1.5, 6.0, n_samples), rng.uniform(0.0, 2.5, n_samples))
+    along = np.linspace(-0.5, 0.5, points_per_track)
+    direction = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    tracks = centre[:, None, :] + (length[:, None, None] * along[None, :, None]) * direction[:, None, :]
+    # merged: a second short track 0.8-2.5 pixels away in a random direction
+    offset_angle = rng.uniform(0, 2 * np.pi, n_samples)
+    offset = rng.uniform(0.8, 2.5, n_samples)[:, None] * np.stack([np.cos(offset_angle), np.sin(offset_angle)], axis=1)
+    second = tracks + offset[:, None, :]
+    points = np.concatenate([tracks, second], axis=1)
+    charge = rng.gumbel(1.0, 0.3, (n_samples, 2 * points_per_track)).clip(0.1)  # Landau-like tails
+    charge[y != 2, points_per_track:] = 0.0
+    charge[y == 2] *= 0.6  # two tracks sharing the deposit of one cluster-size budget
+    grid = np.arange(size) + 0.5
+    images = np.empty((n_samples, 1, size, size), np.float32)
+    for start in range(0, n_samples, 2048):  # chunks keep the (n, points, size, size) temporaries small
+        sl = slice(start, start + 2048)
+        dx = grid[None, None, :] - points[sl, :, 0, None]
+        dy = grid[None, None, :] - points[sl, :, 1, None]
+        gx, gy = np.exp(-0.5 * (dx / 0.7) ** 2), np.exp(-0.5 * (dy / 0.7) ** 2)
+        images[sl, 0] = np.einsum("np,npy,npx->nyx", charge[sl], gy, gx)
+    images += rng.normal(0.0, 0.15, images.shape).astype(np.float32)
+    images[images < 0.3] = 0.0  # zero suppression, as the readout does
+    names = tuple(f"pixel_{r}_{c}" for r in range(size) for c in range(size))
+    return Dataset("pixel_clusters_synthetic", images, y, names, CLUSTER_CLASSES, synthetic=True,
+                   signal_class=CLUSTER_CLASSES.index("merged"),
+                   description=f"SYNTHETIC {size}x{size} pixel-cluster charge maps (generated by yukti, seed {seed})",
+                   meta={"seed": seed})
+
+
+# -- any table -------------------------------------------------------------------------------------
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    file = Path(path)
+    if not file.is_file():
+        raise YuktiError(f"no data file at {str(file)!r}")
+    suffix = file.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(file)
+    if suffix in (".csv", ".txt", ".data"):
+        return pd.read_csv(file)
+    if suffix == ".arff":
+        from scipy.io import arff
+
+        data, _ = arff.loadarff(file)
+        return pd.DataFrame(data)
+    raise YuktiError(f"{file}: unknown table format {suffix!r}; expected .parquet, .csv or .arff")
+
+
+def from_table(path: str | os.PathLike, target: str, *, features: list[str] | None = None, signal: str | int | None = None,
+               name: str | None = None) -> Dataset:
+    """Any CSV/Parquet/ARFF file with a target column; every other numeric column is a feature."""
+    frame = read_table(path)
+    if target not in frame.columns:
+        raise YuktiError(f"{path}: no target column {target!r}; columns are {list(frame.columns)}")
+    feature_cols = features or [c for c in frame.columns if c != target and pd.api.types.is_numeric_dtype(frame[c])]
+    missing = [c for c in feature_cols if c not in frame.columns]
+    if missing:
+        raise YuktiError(f"{path}: feature column(s) {missing} not found")
+    codes, classes = pd.factorize(frame[target].map(lambda v: v.decode() if isinstance(v, bytes) else v), sort=True)
+    dataset = Dataset(name or Path(path).stem, frame[feature_cols].to_numpy(dtype=np.float32), codes,
+                      tuple(map(str, feature_cols)), tuple(map(str, classes)), description=f"table {path}, target {target!r}")
+    return dataset.with_signal(str(signal) if isinstance(signal, str) else signal) if signal is not None else dataset
+
+
+# -- registry ----------------------------------------------------------------------------------------
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "jets_synthetic": jets_synthetic,
+    "lhc_jets": lhc_jets,
+    "magic": magic,
+    "pixel_clusters_synthetic": pixel_clusters_synthetic,
+}
+
+
+def names() -> list[str]:
+    return sorted(_LOADERS)
+
+
+def load(name: str, **kwargs: Any) -> Dataset:
+    """A dataset by name (see `names()`), or a table file path (needs `target=`)."""
+    if name in _LOADERS:
+        return _LOADERS[name](**kwargs)
+    if Path(name).suffix.lower() in (".csv", ".parquet", ".pq", ".arff"):
+        if "target" not in kwargs:
+            raise YuktiError(f"loading the table {name} needs target=COLUMN")
+        return from_table(name, **kwargs)
+    raise UnknownNameError(f"unknown dataset {name!r}; known datasets are {names()} or a .csv/.parquet/.arff path")

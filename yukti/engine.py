@@ -218,6 +218,7 @@ def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: i
         gc.collect()
         rss_before = _rss_mb()
         runner = cls().prepare(model, **opts)
+        base["options"] = runner.info["options"]  # resolved: defaults included, for reproducibility
         quality = {"prepare_s": runner.info["prepare_s"], "artifact_bytes": runner.info.get("artifact_bytes"),
                    "rss_prepare_mb": _rss_mb() - rss_before}
         outputs = evaluate(runner, eval_arrays)

@@ -131,6 +131,14 @@ class Model:
         raises `InputError` naming the expected shape and dtype.
         """
         specs = self.inputs
+        # Fast path (the batch-1 hot loop): one well-formed float array needs three cheap checks.
+        if type(inputs) is np.ndarray and len(specs) == 1:
+            spec = specs[0]
+            if (inputs.dtype == spec.dtype and inputs.flags.c_contiguous and inputs.ndim == len(spec.shape)
+                    and inputs.shape[0] > 0 and inputs.shape[1:] == spec.shape[1:]
+                    and (spec.shape[0] is None or spec.shape[0] == inputs.shape[0])
+                    and (not check_finite or spec.dtype.kind != "f" or _all_finite(inputs))):
+                return [inputs]
         if isinstance(inputs, Mapping):
             names = [s.name for s in specs]
             missing = [n for n in names if n not in inputs]
@@ -174,7 +182,7 @@ class Model:
             array = _to_dtype(array, spec)
             if not array.flags.c_contiguous:
                 array = np.ascontiguousarray(array)
-            if check_finite and array.dtype.kind == "f" and not math.isfinite(float(array.sum(dtype=np.float64))):
+            if check_finite and array.dtype.kind == "f" and not _all_finite(array):
                 bad = np.argwhere(~np.isfinite(array))[0]
                 raise InputError(
                     f"input {spec.describe()} holds a non-finite value ({array[tuple(bad)]}) at index {tuple(int(i) for i in bad)}; "
@@ -200,6 +208,16 @@ class Model:
         return arrays
 
 
+def _all_finite(array: np.ndarray) -> bool:
+    flat = array.reshape(-1)
+    # A dot product is NaN/inf if any element is; it is the cheapest reduction numpy offers
+    # (2 us at batch 1 here against 5 us for isfinite().all()). Overflow of huge finite values
+    # only sends us to the exact check.
+    if math.isfinite(float(np.dot(flat, flat))):
+        return True
+    return bool(np.isfinite(flat).all())
+
+
 def _to_numpy(value: Any, spec: TensorSpec) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
@@ -222,7 +240,7 @@ def _to_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if array.dtype == want:
         return array
     if array.dtype.kind not in "biuf" or array.dtype.kind == "c":
-        raise InputError(f"input {spec.describe()} expects dtype {want.name}; got {array.dtype} which does not convert")
+        raise InputError(f"input {spec.describe()} expects a numeric array of dtype {want.name}; got dtype {array.dtype}, which does not convert")
     if np.can_cast(array.dtype, want, casting="safe"):
         return array.astype(want)
     converted = array.astype(want)

@@ -47,8 +47,16 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.NA
+    for column in ("options", "packages"):  # nested dicts travel as JSON text, in memory as on disk
+        frame[column] = frame[column].map(_as_json)
     extras = [c for c in frame.columns if c not in COLUMNS]
     return frame[COLUMNS + extras]
+
+
+def _as_json(value: object) -> object:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return value
 
 
 def append(frame: pd.DataFrame, store: str | os.PathLike | None = None) -> Path:
@@ -57,15 +65,8 @@ def append(frame: pd.DataFrame, store: str | os.PathLike | None = None) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     path = folder / f"{stamp}-{uuid.uuid4().hex[:8]}.parquet"
     buffer = io.BytesIO()
-    _for_parquet(conform(frame)).to_parquet(buffer, index=False)
+    conform(frame).to_parquet(buffer, index=False)
     return atomic_write_bytes(path, buffer.getvalue())
-
-
-def _for_parquet(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    for column in ("options", "packages"):  # nested dicts are stored as JSON text
-        frame[column] = frame[column].map(lambda v: v if isinstance(v, str) or v is None or v is pd.NA else json.dumps(v, sort_keys=True, default=str))
-    return frame
 
 
 def load(store: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -1,0 +1,34 @@
+"""Shared fixtures: an isolated cache and results store per test session, zoo models trained once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_yukti_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Set before any test builds a cache or stores a result. A CI run may point YUKTI_TEST_CACHE at
+    # a persistent folder to reuse trained zoo models between runs.
+    os.environ["YUKTI_CACHE_DIR"] = os.environ.get("YUKTI_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    os.environ["YUKTI_RESULTS_DIR"] = str(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="session")
+def jet_dnn(isolated_yukti_dirs: None):
+    import yukti
+
+    return yukti.zoo.get("jet_dnn")
+
+
+@pytest.fixture(scope="session")
+def cluster_cnn(isolated_yukti_dirs: None):
+    import yukti
+
+    return yukti.zoo.get("cluster_cnn")
+
+
+@pytest.fixture(scope="session")
+def zoo_models(jet_dnn, cluster_cnn):
+    return {"jet_dnn": jet_dnn, "cluster_cnn": cluster_cnn}

@@ -1,0 +1,183 @@
+"""The Runner contract, checked for every registered backend on every zoo model.
+
+Parametrized from the registry itself: a backend registered through the `yukti.runners` entry
+points is tested here the moment it registers, with no change to this file.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import yukti
+from yukti import zoo
+
+BACKENDS = yukti.registry.names()
+# Tolerances of the issue: dense nets to 1e-5, convolutions to 1e-4, against the reference.
+TOLERANCE = {"jet_dnn": 1e-5, "cluster_cnn": 1e-4}
+
+
+def _require(backend: str) -> None:
+    info = yukti.registry.backend_info(backend)
+    if not info.available:
+        pytest.skip(f"backend {backend!r} is not available here: {info.reason}")
+
+
+@pytest.fixture(scope="module")
+def prepared(zoo_models):
+    """One prepared runner per (backend, zoo model), built on first use."""
+    cache: dict[tuple[str, str], yukti.Runner] = {}
+
+    def get(backend: str, model_name: str) -> yukti.Runner:
+        _require(backend)
+        model = zoo_models[model_name]
+        support = yukti.runner_class(backend).supports(model)
+        if not support:
+            pytest.fail(f"{backend} refuses zoo model {model_name}: {support.describe()}")
+        if (backend, model_name) not in cache:
+            cache[(backend, model_name)] = yukti.runner(backend, model)
+        return cache[(backend, model_name)]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def reference_outputs(zoo_models):
+    return {name: yukti.runner("reference", m)(m.data.X[:256]) for name, m in zoo_models.items()}
+
+
+@pytest.mark.parametrize("model_name", zoo.names())
+@pytest.mark.parametrize("backend", BACKENDS)
+class TestContract:
+    def test_matches_reference(self, backend, model_name, prepared, zoo_models, reference_outputs):
+        model = zoo_models[model_name]
+        out = prepared(backend, model_name)(model.data.X[:256])
+        ref = reference_outputs[model_name]
+        assert isinstance(out, np.ndarray)
+        assert out.shape == ref.shape == (256, *model.outputs[0].shape[1:])
+        assert out.dtype == np.float32
+        assert np.abs(out - ref).max() <= TOLERANCE[model_name]
+
+    def test_batch_sizes_agree(self, backend, model_name, prepared, zoo_models):
+        runner, x = prepared(backend, model_name), zoo_models[model_name].data.X
+        big = runner(np.concatenate([x] * (1024 // len(x) + 1))[:1024] if len(x) < 1024 else x[:1024])
+        for batch in (1, 3, 64):
+            np.testing.assert_allclose(runner(x[:batch]), big[:batch], rtol=0, atol=TOLERANCE[model_name])
+
+    def test_info(self, backend, model_name, prepared, zoo_models):
+        info = prepared(backend, model_name).info
+        for key in ("backend", "version", "options", "prepare_s", "artifact_bytes", "thread_safe", "model_hash"):
+            assert key in info, key
+        assert info["backend"] == backend
+        assert info["model_hash"] == zoo_models[model_name].hash
+        assert info["prepare_s"] >= 0
+
+    def test_concurrent_calls(self, backend, model_name, prepared, zoo_models):
+        runner = prepared(backend, model_name)
+        if not runner.info["thread_safe"]:
+            pytest.skip(f"{backend} declares itself not thread-safe in info")
+        x = zoo_models[model_name].data.X[:32]
+        expected = runner(x)
+        failures: list[str] = []
+
+        def work() -> None:
+            for _ in range(20):
+                if not np.array_equal(runner(x), expected):
+                    failures.append("different output under concurrency")
+
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+class TestBadInput:
+    """Every backend rejects malformed input with InputError before it reaches native code."""
+
+    @pytest.fixture
+    def run(self, backend, prepared):
+        return prepared(backend, "jet_dnn")
+
+    @pytest.fixture
+    def x(self, jet_dnn):
+        return jet_dnn.data.X[:8].copy()
+
+    def test_wrong_feature_count(self, run, x):
+        with pytest.raises(yukti.InputError, match=r"expects size 16 on axis 1"):
+            run(x[:, :15])
+
+    def test_single_sample_without_batch_axis(self, run, x):
+        with pytest.raises(yukti.InputError, match=r"x\[None\]"):
+            run(x[0])
+
+    def test_empty_batch(self, run, x):
+        with pytest.raises(yukti.InputError, match="empty batch"):
+            run(x[:0])
+
+    def test_nan_and_inf(self, run, x):
+        for bad in (np.nan, np.inf):
+            x_bad = x.copy()
+            x_bad[2, 5] = bad
+            with pytest.raises(yukti.InputError, match=r"non-finite .* index \(2, 5\)"):
+                run(x_bad)
+
+    def test_lossy_dtype_refused(self, run, x):
+        with pytest.raises(yukti.InputError, match="expects dtype float32"):
+            run(x.astype(np.float64) + 1e-12)
+
+    def test_lossless_dtype_converted(self, run, x):
+        np.testing.assert_array_equal(run(x.astype(np.float64)), run(x))  # float32 values held in float64
+        ints = np.arange(8 * 16).reshape(8, 16) % 5
+        np.testing.assert_array_equal(run(ints), run(ints.astype(np.float32)))
+
+    def test_strings_refused(self, run):
+        with pytest.raises(yukti.InputError, match="numeric"):
+            run(np.full((2, 16), "a"))
+
+    def test_non_contiguous_gives_the_right_answer(self, run, x):
+        wide = np.zeros((8, 32), np.float32)
+        wide[:, ::2] = x
+        view = wide[:, ::2]
+        assert not view.flags.c_contiguous
+        np.testing.assert_array_equal(run(view), run(x))
+        fortran = np.asfortranarray(x)
+        np.testing.assert_array_equal(run(fortran), run(x))
+
+    def test_wrong_number_of_inputs(self, run, x):
+        with pytest.raises(yukti.InputError, match="expects 1 input"):
+            run([x, x])
+
+    def test_dict_with_wrong_name(self, run, x):
+        with pytest.raises(yukti.InputError, match=r"missing \['input'\]"):
+            run({"features": x})
+        np.testing.assert_array_equal(run({"input": x}), run(x))
+
+    def test_torch_tensor_accepted(self, run, x):
+        torch = pytest.importorskip("torch")
+        np.testing.assert_array_equal(run(torch.from_numpy(x)), run(x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unknown_option_refused(backend, jet_dnn):
+    _require(backend)
+    with pytest.raises(yukti.UnknownNameError, match="has no option"):
+        yukti.runner(backend, jet_dnn, no_such_option=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unprepared_runner_refuses_calls(backend, jet_dnn):
+    _require(backend)
+    with pytest.raises(yukti.YuktiError, match="not prepared"):
+        yukti.runner_class(backend)()(jet_dnn.data.X[:1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_supports_is_a_support(backend, zoo_models):
+    _require(backend)
+    for model in zoo_models.values():
+        assert isinstance(yukti.runner_class(backend).supports(model), yukti.Support)

@@ -29,6 +29,20 @@ def cluster_cnn(isolated_yukti_dirs: None):
     return yukti.zoo.get("cluster_cnn")
 
 
+def onnx_only(model):
+    """The same network as a user's bare ONNX file: no torch module, so converters are exercised."""
+    import yukti
+
+    bare = yukti.load(model.onnx_bytes, name=f"{model.name}_onnx")
+    bare.data = model.data
+    return bare
+
+
+ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_onnx", "cluster_cnn_onnx")
+
+
 @pytest.fixture(scope="session")
 def zoo_models(jet_dnn, cluster_cnn):
-    return {"jet_dnn": jet_dnn, "cluster_cnn": cluster_cnn}
+    """Every zoo model, as trained (torch module kept) and as a bare ONNX file."""
+    return {"jet_dnn": jet_dnn, "cluster_cnn": cluster_cnn,
+            "jet_dnn_onnx": onnx_only(jet_dnn), "cluster_cnn_onnx": onnx_only(cluster_cnn)}

@@ -69,6 +69,8 @@ class Dataset:
         return self.subset(order[n_test:]), self.subset(order[:n_test])
 
     def with_signal(self, signal: int | str) -> "Dataset":
+        if isinstance(signal, str) and signal not in self.class_names:
+            raise UnknownNameError(f"signal class {signal!r} is not one of {list(self.class_names)}")
         index = self.class_names.index(signal) if isinstance(signal, str) else int(signal)
         if not 0 <= index < len(self.class_names):
             raise UnknownNameError(f"signal class {signal!r} is not one of {list(self.class_names)}")
@@ -205,7 +207,10 @@ def magic(path: str | os.PathLike | None = None) -> Dataset:
     if file is None or not file.is_file():
         looked = ", ".join(str(d) for d in _default_data_dirs())
         raise YuktiError(f"magic04.data not found (looked in {looked}); pass its path, e.g. magic('path/to/magic04.data')")
-    frame = pd.read_csv(file, header=None, names=[*MAGIC_FEATURES, "class"])
+    frame = pd.read_csv(file, header=None, index_col=False)
+    if frame.shape[1] != len(MAGIC_FEATURES) + 1:
+        raise YuktiError(f"{file} is not in the MAGIC format: expected 11 columns (10 features and the class), found {frame.shape[1]}")
+    frame.columns = [*MAGIC_FEATURES, "class"]
     if frame["class"].isna().any() or not set(frame["class"]) <= {"g", "h"}:
         raise YuktiError(f"{file} is not in the MAGIC format: the 11th column must be 'g' or 'h'")
     y = (frame["class"] == "h").to_numpy().astype(np.int64)
@@ -258,6 +263,9 @@ def pixel_clusters_synthetic(n_samples: int = 12_000, size: int = 16, seed: int 
 # -- any table -------------------------------------------------------------------------------------
 
 
+_TABLE_SUFFIXES = (".csv", ".txt", ".data", ".parquet", ".pq", ".arff")
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     file = Path(path)
     if not file.is_file():
@@ -286,6 +294,8 @@ def from_table(path: str | os.PathLike, target: str, *, features: list[str] | No
     if missing:
         raise YuktiError(f"{path}: feature column(s) {missing} not found")
     codes, classes = pd.factorize(frame[target].map(lambda v: v.decode() if isinstance(v, bytes) else v), sort=True)
+    if (codes < 0).any():
+        raise YuktiError(f"{path}: target column {target!r} is empty in {int((codes < 0).sum())} row(s); every row needs a label")
     dataset = Dataset(name or Path(path).stem, frame[feature_cols].to_numpy(dtype=np.float32), codes,
                       tuple(map(str, feature_cols)), tuple(map(str, classes)), description=f"table {path}, target {target!r}")
     return dataset.with_signal(str(signal) if isinstance(signal, str) else signal) if signal is not None else dataset
@@ -309,8 +319,8 @@ def load(name: str, **kwargs: Any) -> Dataset:
     """A dataset by name (see `names()`), or a table file path (needs `target=`)."""
     if name in _LOADERS:
         return _LOADERS[name](**kwargs)
-    if Path(name).suffix.lower() in (".csv", ".parquet", ".pq", ".arff"):
+    if Path(name).suffix.lower() in _TABLE_SUFFIXES:
         if "target" not in kwargs:
             raise YuktiError(f"loading the table {name} needs target=COLUMN")
         return from_table(name, **kwargs)
-    raise UnknownNameError(f"unknown dataset {name!r}; known datasets are {names()} or a .csv/.parquet/.arff path")
+    raise UnknownNameError(f"unknown dataset {name!r}; known datasets are {names()} or a table path ({', '.join(_TABLE_SUFFIXES)})")

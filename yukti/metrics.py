@@ -25,6 +25,8 @@ def fidelity(outputs: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """How far a backend's outputs are from the reference's on the same inputs."""
     outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     reference = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
+    if len(outputs) == 0:
+        raise ValueError("fidelity needs at least one sample")
     if outputs.shape != reference.shape:
         raise ValueError(f"output shape {outputs.shape} differs from the reference's {reference.shape}")
     diff = np.abs(outputs - reference)

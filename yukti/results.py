@@ -62,8 +62,9 @@ def _as_json(value: object) -> object:
 def append(frame: pd.DataFrame, store: str | os.PathLike | None = None) -> Path:
     """Write one run's rows as a new Parquet file in the store; returns its path."""
     folder = Path(store) if store is not None else default_store()
+    # Nanosecond stamp first: file names sort in the order runs were stored, even within a second.
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = folder / f"{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    path = folder / f"{stamp}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
     buffer = io.BytesIO()
     conform(frame).to_parquet(buffer, index=False)
     return atomic_write_bytes(path, buffer.getvalue())

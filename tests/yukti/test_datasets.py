@@ -119,9 +119,6 @@ def test_with_signal_by_name_and_index(jets: Dataset) -> None:
         jets.with_signal(-1)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="source bug: Dataset.with_signal uses tuple.index, which raises ValueError for an "
-                          "unknown class name before the UnknownNameError check is reached")
 def test_with_signal_unknown_name_raises_unknown_name_error(jets: Dataset) -> None:
     with pytest.raises(UnknownNameError):
         jets.with_signal("higgs")
@@ -377,3 +374,17 @@ def test_pixel_clusters_synthetic() -> None:
     np.testing.assert_array_equal(data.y, again.y)
     other = pixel_clusters_synthetic(n_samples=300, seed=8)
     assert not np.array_equal(data.X, other.X)
+
+
+def test_magic_with_extra_columns_is_refused_not_shifted(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.data"  # 12 columns: pandas would silently turn one into the index
+    wide.write_text("0,1,2,3,4,5,6,7,8,9,10,g\n0,1,2,3,4,5,6,7,8,9,10,h\n")
+    with pytest.raises(YuktiError, match="expected 11 columns"):
+        magic(wide)
+
+
+def test_from_table_refuses_rows_without_a_label(tmp_path: Path) -> None:
+    path = tmp_path / "holes.csv"
+    pd.DataFrame({"a": [1.0, 2.0, 3.0], "label": ["x", None, "y"]}).to_csv(path, index=False)
+    with pytest.raises(YuktiError, match="empty in 1 row"):
+        datasets.from_table(path, target="label")

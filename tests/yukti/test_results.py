@@ -153,9 +153,6 @@ def test_fingerprint_of_returns_packages_dict(tmp_path: Path) -> None:
     assert results.fingerprint_of(run)["packages"] == run["packages"].iloc[0]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="source bug: store files are named <second>-<random hex>, so two runs stored within "
-                          "one second load in random order, not oldest first")
 def test_load_keeps_append_order_within_one_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two runs in the same second whose random suffixes happen to sort in reverse.
     suffixes = iter(["f" * 32, "0" * 32])

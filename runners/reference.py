@@ -6,6 +6,7 @@ fusion or reordering; `source="original"` evaluates the float framework object i
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ class ReferenceRunner(Runner):
     name = "reference"
     description = "ONNX reference evaluator (onnx.reference), the float accuracy baseline"
     default_options = {"source": "onnx"}  # "onnx" or "original" (the torch module / Keras model)
-    thread_safe = False  # the evaluator keeps per-run state in Python objects
+    thread_safe = True  # calls are serialized by a lock: the evaluator keeps per-run state in Python objects
 
     @classmethod
     def version(cls) -> str:
@@ -33,6 +34,7 @@ class ReferenceRunner(Runner):
         return Support(False, reason=f"no ONNX form and no original model: {model._onnx_error}")
 
     def _prepare(self, model: Model, *, source: str) -> dict[str, Any]:
+        self._lock = threading.Lock()
         if source not in ("onnx", "original"):
             raise ValueError(f"reference option source must be 'onnx' or 'original'; got {source!r}")
         if source == "onnx" and model.has_onnx:
@@ -68,4 +70,5 @@ class ReferenceRunner(Runner):
         raise ValueError(f"model {model.name!r} has no original framework object to evaluate")
 
     def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(o) for o in self._call(arrays)]
+        with self._lock:
+            return [np.asarray(o) for o in self._call(arrays)]

@@ -68,6 +68,9 @@ class Runner:
     description: ClassVar[str] = ""
     default_options: ClassVar[dict[str, Any]] = {}
     thread_safe: ClassVar[bool] = True
+    # True when `_run` itself detects NaN/inf (in native code) and then calls
+    # `model.validate_inputs(arrays, check_finite=True)` to raise the usual InputError.
+    native_finite_check: ClassVar[bool] = False
     # Options every runner accepts; handled here, not passed to `_prepare`.
     common_options: ClassVar[dict[str, Any]] = {"check_finite": True}
 
@@ -129,7 +132,7 @@ class Runner:
     def __call__(self, inputs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         if self.model is None:
             raise YuktiError(f"runner {self.name!r} is not prepared; call prepare(model) or use yukti.runner(...)")
-        arrays = self.model.validate_inputs(inputs, check_finite=self._check_finite)
+        arrays = self.model.validate_inputs(inputs, check_finite=self._check_finite and not self.native_finite_check)
         outputs = self._run(arrays)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 

@@ -1,0 +1,257 @@
+"""IR -> C++ source: weights in `model.hpp`, the tiled `infer` in `model.cpp`.
+
+The graph runs tile by tile (`kTile` samples at a time) so every intermediate lives in one arena
+planned here, sized for a tile, on the stack of the calling thread: no heap allocation and no
+mutable global state in `infer`, hence calls from several threads are safe. Each operator's code
+comes from its emitter (runners/cpp/ops/), a pure function of the node and the shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runners.cpp import ir
+from runners.cpp.ops import ALIASING_OPS, EMITTERS, c_float
+from yukti.errors import UnsupportedModelError
+
+ALIGN_FLOATS = 16  # 64 bytes
+ARENA_TARGET_FLOATS = 48 * 1024  # ~192 KiB per tile: stays within L2 on current CPUs
+MAX_TILE = 64
+
+
+@dataclass
+class EmitContext:
+    """What an emitter may ask about: tensor pointers, shapes and constants."""
+
+    graph: ir.Graph
+    pointers: dict[str, str]
+    constants: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+
+    def value(self, name: str) -> ir.Value:
+        return self.graph.values[name]
+
+    def ptr(self, name: str) -> str:
+        """C expression of the tile pointer of a batched tensor (per-sample stride = its size)."""
+        return self.pointers[name]
+
+    def const_array(self, array: np.ndarray, hint: str) -> str:
+        """Register a float constant for model.hpp and return its C identifier."""
+        flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+        key = flat.tobytes()
+        for ident, (existing_key, _) in self.constants.items():
+            if existing_key == key:
+                return ident
+        ident = f"w{len(self.constants)}_{''.join(c if c.isalnum() else '_' for c in hint)[:40]}"
+        self.constants[ident] = (key, flat)
+        return ident
+
+    def const_value(self, name: str) -> np.ndarray:
+        value = self.graph.values.get(name)
+        if value is None or value.const is None:
+            raise KeyError(name)
+        return value.const
+
+
+def _roots(graph: ir.Graph) -> dict[str, str]:
+    """Each batched value -> the value whose buffer it uses (aliasing ops share their input's)."""
+    root = {name: name for name, v in graph.values.items() if v.batched}
+    outputs = set(graph.outputs)
+    for node in graph.nodes:
+        if node.op in ALIASING_OPS and node.outputs[0] not in outputs:
+            root[node.outputs[0]] = root[node.inputs[0]]
+    return root
+
+
+def plan_arena(graph: ir.Graph) -> tuple[dict[str, int], int]:
+    """First-fit offsets (floats per sample) for intermediates, freed after their last use."""
+    root = _roots(graph)
+    external = set(graph.inputs) | set(graph.outputs)
+    last_use: dict[str, int] = {}
+    for index, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            if name in root:
+                last_use[root[name]] = index
+    offsets: dict[str, int] = {}
+    live: list[tuple[int, int, str]] = []  # (offset, size, root)
+    peak = 0
+    for index, node in enumerate(graph.nodes):
+        for name in node.outputs:
+            if not name or name in external or root.get(name) != name:
+                continue
+            size = -(-graph.values[name].size // ALIGN_FLOATS) * ALIGN_FLOATS
+            offset = 0
+            for start, length, _ in sorted(live):
+                if offset + size <= start:
+                    break
+                offset = max(offset, start + length)
+            offsets[name] = offset
+            live.append((offset, size, name))
+            peak = max(peak, offset + size)
+        live = [entry for entry in live if last_use.get(entry[2], index) > index]
+    return offsets, peak
+
+
+def choose_tile(per_sample_floats: int) -> int:
+    if per_sample_floats == 0:
+        return MAX_TILE
+    tile = max(1, min(MAX_TILE, ARENA_TARGET_FLOATS // per_sample_floats))
+    return 1 << (tile.bit_length() - 1)  # a power of two
+
+
+@dataclass(frozen=True)
+class Source:
+    header: str
+    body: str
+    tile: int
+    arena_floats: int
+    n_inputs: int
+    n_outputs: int
+    input_sizes: tuple[int, ...]
+    output_sizes: tuple[int, ...]
+
+
+def generate(graph: ir.Graph, *, prefix: str = "") -> Source:
+    offsets, per_sample = plan_arena(graph)
+    tile = choose_tile(per_sample)
+    root = _roots(graph)
+    pointers: dict[str, str] = {}
+    declarations: list[str] = []
+    names = {}
+    for i, name in enumerate(graph.inputs):
+        names[name] = f"in{i}"
+        declarations.append(f"  float* in{i} = const_cast<float*>(in[{i}]);  // {name} (never written)")
+    for i, name in enumerate(graph.outputs):
+        names[name] = f"out{i}"
+        declarations.append(f"  float* out{i} = out[{i}];  // {name}")
+    counter = 0
+    for name, offset in offsets.items():
+        names[name] = f"t{counter}"
+        declarations.append(f"  float* t{counter} = arena + {offset * tile};  // {name}")
+        counter += 1
+    for name, value in graph.values.items():
+        if value.batched and name in root:
+            pointers[name] = names[root[name]]
+
+    ctx = EmitContext(graph, pointers)
+    body: list[str] = []
+    for node in graph.nodes:
+        if node.op in ALIASING_OPS and node.outputs[0] not in graph.outputs:
+            body.append(f"  // {node.op} {node.name}: {node.outputs[0]} aliases {node.inputs[0]}")
+            continue
+        emitter = EMITTERS.get(node.op)
+        if emitter is None:
+            op = "Identity" if node.op in ALIASING_OPS else node.op
+            emitter = EMITTERS.get(op)
+        if emitter is None:
+            raise UnsupportedModelError(f"cpp: operator {node.op} (node {node.name}) is not supported")
+        shapes = ", ".join(f"{graph.values[i].full_shape}" for i in node.inputs if i in graph.values)
+        body.append(f"  // {node.op} {node.name}: ({shapes}) -> {[graph.values[o].full_shape for o in node.outputs if o]}")
+        code = emitter(node, ctx)
+        body.append("  {\n" + _indent(code.strip("\n"), 4) + "\n  }")
+
+    weights = []
+    for ident, (_, flat) in ctx.constants.items():
+        values = ", ".join(c_float(v) for v in flat)
+        weights.append(f"alignas(64) static constexpr float {ident}[{max(len(flat), 1)}] = {{{values}}};")
+    header = "\n".join([
+        "// Generated by yukti (runners/cpp): the network's weights, baked in.",
+        "#pragma once",
+        "",
+        *weights,
+        "",
+    ])
+    arena = max(per_sample * tile, ALIGN_FLOATS)
+    in_sizes = tuple(graph.values[n].size for n in graph.inputs)
+    out_sizes = tuple(graph.values[n].size for n in graph.outputs)
+    check = "\n".join(
+        f"  for (int64_t i = 0; i < batch * {size}; ++i) if (!finite_bits(in[{k}][i])) return 1 + i;"
+        for k, size in enumerate(in_sizes)
+    )
+    tile_in = ", ".join(f"in[{k}] + n0 * {size}" for k, size in enumerate(in_sizes))
+    tile_out = ", ".join(f"out[{k}] + n0 * {size}" for k, size in enumerate(out_sizes))
+    columns = ""
+    if len(graph.inputs) == 1 and len(graph.values[graph.inputs[0]].shape) == 1:
+        features = in_sizes[0]
+        columns = f"""
+// Column (SoA) input: one pointer per feature; a tile is gathered into a small local buffer, so
+// columnar event data is never packed into a full row-major array.
+extern "C" int64_t {prefix}infer_columns(const float* const* columns, float* const* out, int64_t batch) {{
+  alignas(64) float arena[kArenaFloats];
+  alignas(64) float rows[kTile * {features}];
+  for (int64_t n0 = 0; n0 < batch; n0 += kTile) {{
+    const int64_t nb = std::min<int64_t>(kTile, batch - n0);
+    for (int64_t f = 0; f < {features}; ++f) {{
+      const float* column = columns[f] + n0;
+      for (int64_t n = 0; n < nb; ++n) rows[n * {features} + f] = column[n];
+    }}
+    const float* tile_in[] = {{rows}};
+    float* tile_out[] = {{{tile_out}}};
+    run_tile(tile_in, tile_out, nb, arena);
+  }}
+  return 0;
+}}
+"""
+    body_text = "\n".join(body)
+    source = f"""// Generated by yukti (runners/cpp). Inputs/outputs are float32, row-major, batch first.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "model.hpp"
+
+namespace {{
+constexpr int64_t kTile = {tile};
+constexpr int64_t kArenaFloats = {arena};
+
+// NaN/inf test on the bit pattern: stays correct under -ffast-math, where std::isfinite folds to true.
+inline bool finite_bits(float x) {{
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  return (bits & 0x7f800000u) != 0x7f800000u;
+}}
+
+// One tile of nb <= kTile samples; in/out point at the tile's first sample.
+inline void run_tile(const float* const* in, float* const* out, int64_t nb, float* arena) {{
+{chr(10).join(declarations)}
+{body_text}
+}}
+}}  // namespace
+
+// Runs the network on `batch` samples. No heap allocation, no mutable global state: thread-safe.
+extern "C" int64_t {prefix}infer(const float* const* in, float* const* out, int64_t batch) {{
+  alignas(64) float arena[kArenaFloats];
+  for (int64_t n0 = 0; n0 < batch; n0 += kTile) {{
+    const float* tile_in[] = {{{tile_in}}};
+    float* tile_out[] = {{{tile_out}}};
+    run_tile(tile_in, tile_out, std::min<int64_t>(kTile, batch - n0), arena);
+  }}
+  return 0;
+}}
+
+// As infer, after checking every input value is finite: returns 1 + the flat index of the first
+// NaN/inf (of the first input holding one) and computes nothing, or 0.
+extern "C" int64_t {prefix}infer_checked(const float* const* in, float* const* out, int64_t batch) {{
+{check}
+  return {prefix}infer(in, out, batch);
+}}
+{columns}
+// Native timing: `n_calls` calls of infer on the given buffers; per-call nanoseconds into ns.
+extern "C" void {prefix}time_infer(const float* const* in, float* const* out, int64_t batch, int64_t n_calls, int64_t* ns) {{
+  for (int64_t i = 0; i < n_calls; ++i) {{
+    const auto start = std::chrono::steady_clock::now();
+    {prefix}infer(in, out, batch);
+    const auto stop = std::chrono::steady_clock::now();
+    ns[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count();
+  }}
+}}
+"""
+    return Source(header, source, tile, arena, len(graph.inputs), len(graph.outputs), in_sizes, out_sizes)
+
+
+def _indent(text: str, n: int) -> str:
+    pad = " " * n
+    return "\n".join(pad + line if line else line for line in text.splitlines())

@@ -1,0 +1,70 @@
+"""C++ source -> shared library in the artifact cache (keyed by source, flags and compiler)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from yukti.cache import ArtifactCache, CacheEntry
+from yukti.environment import cpu_model
+from yukti.errors import YuktiError
+
+BASE_FLAGS = ("-std=c++17", "-fPIC", "-shared", "-fno-math-errno")
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all")
+
+
+class CompileError(YuktiError, RuntimeError):
+    """The C++ compiler failed; the message carries its own output."""
+
+
+def find_compiler() -> str | None:
+    """$CXX, else c++, g++ or clang++ on PATH."""
+    env = os.environ.get("CXX")
+    if env:
+        return shutil.which(env) or (env if Path(env).is_file() else None)
+    return next((path for name in ("c++", "g++", "clang++") if (path := shutil.which(name))), None)
+
+
+@functools.lru_cache(maxsize=8)
+def compiler_version(cxx: str) -> str:
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
+    return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else ""
+
+
+def flags_for(*, opt_level: str = "-O3", march: str | None = "native", fast_math: bool = False, sanitize: bool = False,
+              extra: tuple[str, ...] = ()) -> list[str]:
+    flags = [opt_level if not sanitize else "-O1", *BASE_FLAGS]
+    if march:
+        flags.append(f"-march={march}")
+    if fast_math:
+        flags.append("-ffast-math")
+    if sanitize:
+        flags.extend(SANITIZE_FLAGS)
+    return [*flags, *extra]
+
+
+def compile_library(header: str, body: str, flags: list[str], *, cache: ArtifactCache | None = None,
+                    model_hash: str = "", library: str = "model.so") -> CacheEntry:
+    """Compile model.hpp + model.cpp into `library` inside a cache entry; reuse it when cached."""
+    cxx = find_compiler()
+    if cxx is None:
+        raise CompileError("no C++ compiler found: set CXX or install g++ (apt-get install g++)")
+    version = compiler_version(cxx)
+    source_sha = hashlib.sha256((header + "\0" + body).encode()).hexdigest()
+    parts = {"backend": "cpp", "model_hash": model_hash, "source_sha256": source_sha, "compiler": version,
+             "flags": flags, "cpu": cpu_model() if any("march=native" in f for f in flags) else ""}
+
+    def build(folder: Path) -> None:
+        (folder / "model.hpp").write_text(header)
+        (folder / "model.cpp").write_text(body)
+        command = [cxx, *flags, "model.cpp", "-o", library]
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            message = (done.stderr or done.stdout).strip()
+            raise CompileError(f"{' '.join(command)} failed (exit {done.returncode}):\n{message[-4000:]}")
+
+    return (cache or ArtifactCache()).get_or_build(parts, build)

@@ -1,0 +1,56 @@
+"""Operator emitters: one module per operator or small family.
+
+An emitter is a pure function `(node, ctx) -> str` returning C++ statements that compute the
+node's outputs for the `nb` samples of the current tile. Every batched tensor is contiguous with
+the batch first, so a tensor's tile pointer `ctx.ptr(name)` plus `n * value.size` is sample n.
+An emitter refuses what it cannot do with `unsupported(node, why)`. To add an operator, copy
+`_template.py`, fill in the three steps, and import the module below.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from yukti.errors import UnsupportedModelError
+
+EMITTERS: dict[str, Callable] = {}
+# Ops whose output is the input's buffer re-read with another shape (all tensors are contiguous).
+ALIASING_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
+
+
+def emits(*ops: str) -> Callable[[Callable], Callable]:
+    def register(function: Callable) -> Callable:
+        for op in ops:
+            if op in EMITTERS:
+                raise RuntimeError(f"two emitters for {op}")
+            EMITTERS[op] = function
+        return function
+
+    return register
+
+
+def unsupported(node, why: str) -> UnsupportedModelError:  # noqa: ANN001
+    return UnsupportedModelError(f"cpp: {node.op} node {node.name!r}: {why}")
+
+
+def c_float(value: float) -> str:
+    """Exact C++ literal of a float32 value (hex float), including inf and nan."""
+    value = float(np.float32(value))
+    if math.isnan(value):
+        return "__builtin_nanf(\"\")"
+    if math.isinf(value):
+        return "__builtin_huge_valf()" if value > 0 else "-__builtin_huge_valf()"
+    return "0.0f" if value == 0 and math.copysign(1, value) > 0 else f"{value.hex()}f"
+
+
+def supported_ops() -> set[str]:
+    from runners.cpp.ir import REMOVED_OPS
+
+    return set(EMITTERS) | ALIASING_OPS | REMOVED_OPS | {"Constant"}
+
+
+# Register the emitters (imported for their side effect).
+from runners.cpp.ops import elementwise, gemm, softmax, shape  # noqa: E402,F401

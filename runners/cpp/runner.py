@@ -1,0 +1,140 @@
+"""`cpp`: the network as generated C++ with its weights baked in, compiled and loaded with ctypes.
+
+ONNX -> IR (runners/cpp/ir.py) -> C++ (codegen.py + one emitter per operator in ops/) -> a shared
+library in the artifact cache (compiler.py) -> ctypes. Inputs are validated in Python before any
+pointer crosses; NaN/inf are caught by the generated code itself (cheaper than a numpy pass).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+
+from yukti.errors import InputError, UnsupportedModelError
+from yukti.model import Model
+from yukti.runner import Runner, Support
+
+
+class CppRunner(Runner):
+    name = "cpp"
+    description = "generated C++ (weights baked in), compiled with the system compiler, loaded with ctypes"
+    default_options = {
+        "march": "native",  # -march=...; None for a portable build
+        "fast_math": False,  # -ffast-math: faster exp/reductions, results may differ in the last bits
+        "opt_level": "-O3",
+        "extra_flags": (),
+        "sanitize": False,  # -fsanitize=address,undefined (load with libasan preloaded)
+    }
+    native_finite_check = True
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        from runners.cpp.compiler import find_compiler
+
+        return (True, "") if find_compiler() else (False, "no C++ compiler found (set CXX or install g++)")
+
+    @classmethod
+    def version(cls) -> str:
+        from runners.cpp.compiler import compiler_version, find_compiler
+
+        cxx = find_compiler()
+        return compiler_version(cxx) if cxx else ""
+
+    @classmethod
+    def supports(cls, model: Model) -> Support:
+        from runners.cpp import codegen, ir
+        from runners.cpp.ops import supported_ops
+
+        support = Support.from_ops(model, supported_ops(), "cpp")
+        if not support:
+            return support
+        try:  # text generation only (milliseconds): catches attributes and shapes emitters refuse
+            codegen.generate(ir.from_onnx(model.onnx))
+        except UnsupportedModelError as exc:
+            return Support(False, reason=str(exc))
+        return Support(True)
+
+    def _prepare(self, model: Model, *, march: Any, fast_math: bool, opt_level: str, extra_flags: Any, sanitize: bool) -> dict[str, Any]:
+        from runners.cpp import codegen, ir
+        from runners.cpp.compiler import compile_library, flags_for
+
+        source = codegen.generate(ir.from_onnx(model.onnx))
+        flags = flags_for(opt_level=opt_level, march=march, fast_math=fast_math, sanitize=sanitize, extra=tuple(extra_flags))
+        entry = compile_library(source.header, source.body, flags, model_hash=model.hash)
+        library = ctypes.CDLL(str(entry.path / "model.so"))
+        pointers, i64 = ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64
+        for symbol in ("infer", "infer_checked", "infer_columns"):
+            if hasattr(library, symbol):
+                getattr(library, symbol).argtypes, getattr(library, symbol).restype = [pointers, pointers, i64], i64
+        library.time_infer.argtypes = [pointers, pointers, i64, i64, ctypes.POINTER(i64)]
+        library.time_infer.restype = None
+        self._library, self._source = library, source
+        self._in_array_type = ctypes.c_void_p * source.n_inputs
+        self._out_array_type = ctypes.c_void_p * source.n_outputs
+        self._out_shapes = [spec.shape[1:] for spec in model.outputs]
+        return {
+            "artifact_path": str(entry.path), "artifact_bytes": (entry.path / "model.so").stat().st_size,
+            "compile_s": entry.build_s, "cache_hit": entry.hit, "flags": flags, "tile": source.tile,
+            "arena_bytes": source.arena_floats * 4, "threads": 1,
+        }
+
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        batch = arrays[0].shape[0]
+        outputs = [np.empty((batch, *shape), np.float32) for shape in self._out_shapes]
+        ins = self._in_array_type(*[a.ctypes.data for a in arrays])
+        outs = self._out_array_type(*[o.ctypes.data for o in outputs])
+        infer = self._library.infer_checked if self._check_finite else self._library.infer
+        if infer(ins, outs, batch) != 0:
+            self.model.validate_inputs(arrays, check_finite=True)  # raises InputError naming the value
+        return outputs
+
+    # -- beyond the contract -------------------------------------------------------------------
+    def time_native(self, inputs: list[np.ndarray], n_calls: int) -> np.ndarray:
+        """Per-call nanoseconds of `n_calls` native calls (no Python in the loop)."""
+        arrays = self.model.validate_inputs(inputs)
+        batch = arrays[0].shape[0]
+        outputs = [np.empty((batch, *shape), np.float32) for shape in self._out_shapes]
+        ns = np.empty(n_calls, np.int64)
+        self._library.time_infer(self._in_array_type(*[a.ctypes.data for a in arrays]),
+                                 self._out_array_type(*[o.ctypes.data for o in outputs]), batch, n_calls,
+                                 ns.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
+        return ns
+
+    def columns(self, columns: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Run on column (SoA) data: F one-dimensional arrays (a sequence, a dict in feature order,
+        a numpy structured array or a pandas DataFrame), read in place with one pointer per column."""
+        if not hasattr(self._library, "infer_columns"):
+            raise InputError(f"model {self.model.name!r} does not take column input (it needs one 2-D input)")
+        spec = self.model.inputs[0]
+        features = spec.shape[1]
+        if isinstance(columns, np.ndarray) and columns.dtype.names:
+            arrays = [columns[name] for name in columns.dtype.names]
+        elif hasattr(columns, "columns") and hasattr(columns, "to_numpy"):  # pandas DataFrame
+            arrays = [columns[c].to_numpy() for c in columns.columns]
+        elif isinstance(columns, dict):
+            arrays = list(columns.values())
+        else:
+            arrays = list(columns)
+        if len(arrays) != features:
+            raise InputError(f"input {spec.describe()} takes {features} columns; got {len(arrays)}")
+        from yukti.model import TensorSpec, _all_finite, _to_dtype
+
+        column_spec = TensorSpec(f"{spec.name} column", (None,), spec.dtype)
+        checked = []
+        for index, column in enumerate(arrays):
+            column = np.asarray(column)
+            if column.ndim != 1 or len(column) != len(arrays[0]) or len(column) == 0:
+                raise InputError(f"column {index} of {spec.name!r}: expected a non-empty 1-D array as long as column 0 "
+                                 f"({len(arrays[0])}); got shape {column.shape}")
+            column = np.ascontiguousarray(_to_dtype(column, column_spec))
+            if self._check_finite and not _all_finite(column):
+                bad = int(np.argwhere(~np.isfinite(column))[0][0])
+                raise InputError(f"column {index} of {spec.name!r} holds a non-finite value ({column[bad]}) at row {bad}")
+            checked.append(column)
+        batch = len(checked[0])
+        outputs = [np.empty((batch, *shape), np.float32) for shape in self._out_shapes]
+        column_pointers = (ctypes.c_void_p * features)(*[c.ctypes.data for c in checked])
+        self._library.infer_columns(column_pointers, self._out_array_type(*[o.ctypes.data for o in outputs]), batch)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)

@@ -112,7 +112,40 @@ class Source:
     output_sizes: tuple[int, ...]
 
 
-def generate(graph: ir.Graph, *, prefix: str = "") -> Source:
+FUSIBLE_PRODUCERS = {"Gemm", "MatMul"}
+FUSIBLE_ACTIVATIONS = {"Relu"}
+
+
+def fuse_activations(graph: ir.Graph) -> ir.Graph:
+    """Gemm/MatMul followed by Relu (its only consumer) becomes one node: one pass over memory
+    less per layer. Returns a new Graph; the input graph is left as it was."""
+    consumers: dict[str, int] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            consumers[name] = consumers.get(name, 0) + 1
+    producer = {node.outputs[0]: node for node in graph.nodes if node.outputs}
+    fused: list[ir.Node] = []
+    absorbed: set[int] = set()
+    replaced: dict[int, ir.Node] = {}
+    for node in graph.nodes:
+        source = producer.get(node.inputs[0]) if node.inputs else None
+        if (node.op in FUSIBLE_ACTIVATIONS and source is not None and source.op in FUSIBLE_PRODUCERS
+                and consumers.get(node.inputs[0]) == 1 and node.inputs[0] not in graph.outputs
+                and not source.attr("fused_activation") and id(source) not in absorbed):
+            merged = ir.Node(source.op, source.name, list(source.inputs), [node.outputs[0]],
+                             {**source.attrs, "fused_activation": node.op})
+            replaced[id(source)] = merged
+            absorbed.add(id(node))
+    for node in graph.nodes:
+        if id(node) in absorbed:
+            continue
+        fused.append(replaced.get(id(node), node))
+    return ir.Graph(graph.inputs, graph.outputs, graph.values, fused, graph.opset)
+
+
+def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True) -> Source:
+    if fuse:
+        graph = fuse_activations(graph)
     offsets, per_sample = plan_arena(graph)
     tile = choose_tile(per_sample)
     root = _roots(graph)
@@ -131,7 +164,7 @@ def generate(graph: ir.Graph, *, prefix: str = "") -> Source:
         declarations.append(f"  float* t{counter} = arena + {offset * tile};  // {name}")
         counter += 1
     for name, value in graph.values.items():
-        if value.batched and name in root:
+        if value.batched and root.get(name) in names:  # values fused away have no buffer
             pointers[name] = names[root[name]]
 
     ctx = EmitContext(graph, pointers)
@@ -206,6 +239,14 @@ extern "C" int64_t {prefix}infer_columns(const float* const* columns, float* con
 namespace {{
 constexpr int64_t kTile = {tile};
 constexpr int64_t kArenaFloats = {arena};
+
+// A vector of 8 floats (GCC/Clang vector extension): explicit accumulators stay in registers.
+typedef float vf8 __attribute__((vector_size(32)));
+inline vf8 load8(const float* p) {{
+  vf8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}}
 
 // NaN/inf test on the bit pattern: stays correct under -ffast-math, where std::isfinite folds to true.
 inline bool finite_bits(float x) {{

@@ -129,6 +129,20 @@ def _write(target: str, text: str) -> None:
         atomic_write_bytes(Path(target), text.encode())
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import yukti
+    from yukti.engine import resolve_model
+
+    cls = yukti.runner_class(args.backend)
+    if not hasattr(cls, "export"):
+        raise YuktiError(f"backend {args.backend!r} has no standalone export")
+    model = resolve_model(args.model)
+    for path in cls.export(model, args.output):
+        console.print(f"wrote {path}", markup=False)
+    console.print(f"build: cmake -S {args.output} -B {args.output}/build && cmake --build {args.output}/build", markup=False)
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from yukti import zoo
 
@@ -188,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     bench.set_defaults(func=cmd_bench)
+    export = sub.add_parser("export", help="write a backend's standalone sources for MODEL")
+    export.add_argument("model", help="zoo model name or .onnx path")
+    export.add_argument("--backend", default="cpp", help="backend with an export (default: cpp)")
+    export.add_argument("-o", "--output", required=True, help="output folder")
+    export.set_defaults(func=cmd_export)
     sub.add_parser("zoo", help="list the zoo models").set_defaults(func=cmd_zoo)
     sub.add_parser("datasets", help="list the datasets").set_defaults(func=cmd_datasets)
     res = sub.add_parser("results", help="show stored results")

@@ -22,7 +22,7 @@ for (int64_t i = 0; i < nb * {ctx.value(y).size}; ++i) {{
 
 @emits("Relu")
 def emit_relu(node, ctx) -> str:  # noqa: ANN001
-    return _unary(node, ctx, "v > 0.0f ? v : 0.0f")
+    return _unary(node, ctx, "v < 0.0f ? 0.0f : v")  # NaN stays NaN, as in ONNX
 
 
 @emits("LeakyRelu")

@@ -19,7 +19,7 @@ ROWS = 2  # rows sharing each weight load in the batched kernel (ROWS x BLOCK_VE
 
 def _activation(node) -> str:  # noqa: ANN001
     """Expression on `v` for an activation fused into this node by codegen.fuse_activations."""
-    return {"": "v", "Relu": "v > 0.0f ? v : 0.0f"}[node.attr("fused_activation", "")]
+    return {"": "v", "Relu": "v < 0.0f ? 0.0f : v"}[node.attr("fused_activation", "")]
 
 
 MAX_ACCUMULATORS = 12  # of the 16 vector registers; the rest hold weights and broadcasts

@@ -64,7 +64,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 SUMMARY_COLUMNS = [
-    ("backend", "backend"), ("batch_size", "batch"), ("latency_p50_us", "p50 µs"), ("latency_p99_us", "p99 µs"),
+    ("backend", "backend"), ("batch_size", "batch"), ("latency_p50_us", "p50 µs"), ("latency_p99_us", "p99 µs"), ("latency_native_p50_us", "native p50 µs"),
     ("throughput_per_s", "samples/s"), ("argmax_agreement", "argmax agree"), ("max_abs_diff", "max |Δ|"),
     ("auc", "AUC"), ("eff_at_bkg_1pct", "ε_sig@1% bkg"), ("prepare_s", "prepare s"), ("status", "status"),
 ]
@@ -83,7 +83,9 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
             elif column == "max_abs_diff" and isinstance(value, float) and not math.isnan(value):
                 cells.append(f"{value:.1e}")
             elif column in ("latency_p50_us", "latency_p99_us") and isinstance(value, float) and not math.isnan(value):
-                cells.append(f"{value:,.1f}")
+                cells.append(f"{value:,.1f}" if value >= 10 else f"{value:.2f}")
+            elif column == "latency_native_p50_us" and isinstance(value, float) and not math.isnan(value):
+                cells.append(f"{value:.3f}")
             elif column == "prepare_s" and isinstance(value, float) and not math.isnan(value):
                 cells.append(f"{value:.3f}")
             elif column == "status" and value != "ok":

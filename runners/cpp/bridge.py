@@ -21,7 +21,7 @@ BRIDGE_SOURCE = r"""
 #include <stdint.h>
 
 typedef int64_t (*infer_fn)(const float* const*, float* const*, int64_t);
-#define MAX_TENSORS 32
+#define MAX_TENSORS 256  /* column input passes one array per feature */
 #define GIL_RELEASE_BATCH 64
 
 /* call(address, inputs_tuple, outputs_tuple, batch) -> int64 returned by infer */

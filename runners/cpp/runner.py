@@ -68,7 +68,7 @@ class CppRunner(Runner):
         entry = compile_library(source.header, source.body, flags, model_hash=model.hash)
         library = ctypes.CDLL(str(entry.path / "model.so"))
         pointers, i64 = ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64
-        for symbol in ("infer", "infer_checked", "infer_columns"):
+        for symbol in ("infer", "infer_checked", "infer_columns", "infer_columns_checked"):
             if hasattr(library, symbol):
                 getattr(library, symbol).argtypes, getattr(library, symbol).restype = [pointers, pointers, i64], i64
         library.time_infer.argtypes = [pointers, pointers, i64, i64, ctypes.POINTER(i64)]
@@ -79,6 +79,7 @@ class CppRunner(Runner):
         self._bridge = bridge.load() if use_bridge else None
         address = lambda symbol: ctypes.cast(getattr(library, symbol), ctypes.c_void_p).value  # noqa: E731
         self._infer_address, self._checked_address = address("infer"), address("infer_checked")
+        self._columns_addresses = {s: address(s) for s in ("infer_columns", "infer_columns_checked") if hasattr(library, s)}
         self._fast = None
         if self._bridge is not None and len(model.inputs) == 1 and len(model.outputs) == 1 and model.inputs[0].shape[0] is None:
             address_used = self._checked_address if self._check_finite else self._infer_address
@@ -143,6 +144,15 @@ class CppRunner(Runner):
                                  ns.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)))
         return ns
 
+    def _convert_column(self, column: Any, index: int) -> np.ndarray:
+        from yukti.model import TensorSpec, _to_dtype, _to_numpy
+
+        spec = TensorSpec(f"{self.model.inputs[0].name}[column {index}]", (None,), np.dtype(np.float32))
+        array = _to_numpy(column, spec)
+        if array.ndim != 1:
+            raise InputError(f"column {index} of {self.model.inputs[0].name!r}: expected a 1-D array; got shape {array.shape}")
+        return np.ascontiguousarray(_to_dtype(array, spec))
+
     def columns(self, columns: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """Run on column (SoA) data: F one-dimensional arrays (a sequence, a dict in feature order,
         a numpy structured array or a pandas DataFrame), read in place with one pointer per column."""
@@ -160,22 +170,23 @@ class CppRunner(Runner):
             arrays = list(columns)
         if len(arrays) != features:
             raise InputError(f"input {spec.describe()} takes {features} columns; got {len(arrays)}")
-        from yukti.model import TensorSpec, _all_finite, _to_dtype
-
-        column_spec = TensorSpec(f"{spec.name} column", (None,), spec.dtype)
+        batch = len(arrays[0]) if hasattr(arrays[0], "__len__") else 0
         checked = []
         for index, column in enumerate(arrays):
-            column = np.asarray(column)
-            if column.ndim != 1 or len(column) != len(arrays[0]) or len(column) == 0:
+            if not (type(column) is np.ndarray and column.dtype == np.float32 and column.ndim == 1 and column.flags.c_contiguous):
+                column = self._convert_column(column, index)
+            if len(column) != batch or batch == 0:
                 raise InputError(f"column {index} of {spec.name!r}: expected a non-empty 1-D array as long as column 0 "
-                                 f"({len(arrays[0])}); got shape {column.shape}")
-            column = np.ascontiguousarray(_to_dtype(column, column_spec))
-            if self._check_finite and not _all_finite(column):
-                bad = int(np.argwhere(~np.isfinite(column))[0][0])
-                raise InputError(f"column {index} of {spec.name!r} holds a non-finite value ({column[bad]}) at row {bad}")
+                                 f"({batch}); got shape {column.shape}")
             checked.append(column)
-        batch = len(checked[0])
         outputs = [np.empty((batch, *shape), np.float32) for shape in self._out_shapes]
-        column_pointers = (ctypes.c_void_p * features)(*[c.ctypes.data for c in checked])
-        self._library.infer_columns(column_pointers, self._out_array_type(*[o.ctypes.data for o in outputs]), batch)
+        symbol = "infer_columns_checked" if self._check_finite else "infer_columns"
+        if self._bridge is not None:
+            status = self._bridge.call(self._columns_addresses[symbol], tuple(checked), tuple(outputs), batch)
+        else:
+            column_pointers = (ctypes.c_void_p * features)(*[c.ctypes.data for c in checked])
+            status = getattr(self._library, symbol)(column_pointers, self._out_array_type(*[o.ctypes.data for o in outputs]), batch)
+        if status != 0:
+            feature, row = divmod(int(status) - 1, batch)
+            raise InputError(f"column {feature} of {spec.name!r} holds a non-finite value ({checked[feature][row]}) at row {row}")
         return outputs[0] if len(outputs) == 1 else tuple(outputs)

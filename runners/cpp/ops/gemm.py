@@ -17,15 +17,18 @@ BLOCK_VECTORS = 4  # accumulators per register block for one row
 ROWS = 2  # rows sharing each weight load in the batched kernel (ROWS x BLOCK_VECTORS accumulators)
 
 
-def _activation(node) -> str:  # noqa: ANN001
-    """Expression on `v` for an activation fused into this node by codegen.fuse_activations."""
-    return {"": "v", "Relu": "v < 0.0f ? 0.0f : v"}[node.attr("fused_activation", "")]
+def _activation(node, vector: bool = False) -> str:  # noqa: ANN001
+    """Expression on `v` (a float, or a vf8 when `vector`) for an activation fused into this node by
+    codegen.fuse_activations. NaN stays NaN, as in ONNX."""
+    relu = "v < vf8{} ? vf8{} : v" if vector else "v < 0.0f ? 0.0f : v"
+    return {"": "v", "Relu": relu}[node.attr("fused_activation", "")]
 
 
 MAX_ACCUMULATORS = 12  # of the 16 vector registers; the rest hold weights and broadcasts
 
 
-def _block(n_vectors: int, rows: int, k: int, n_padded: int, start: int, n: int, w: str, b: str | None, act: str) -> str:
+def _block(n_vectors: int, rows: int, k: int, n_padded: int, start: int, n: int, w: str, b: str | None, act: str,
+           vector_act: str) -> str:
     """C++ for `rows` rows x `n_vectors` vectors of outputs starting at column `start`.
 
     Accumulators are named vector variables, so they live in registers across the k loop. With
@@ -63,8 +66,11 @@ def _block(n_vectors: int, rows: int, k: int, n_padded: int, start: int, n: int,
             total = " + ".join(f"acc{r}_{v}_{c}" for c in range(chains))
             column = start + v * LANES
             valid = min(LANES, n - column)
-            lines.append(f"{{ const vf8 sum = {total}; alignas(32) float lane[{LANES}]; std::memcpy(lane, &sum, sizeof lane);")
-            lines.append(f"  for (int64_t j = 0; j < {valid}; ++j) {{ const float v = lane[j]; yr[{r} * {n} + {column} + j] = {act}; }} }}")
+            if valid == LANES:  # a whole vector: activation and store as vector operations
+                lines.append(f"{{ const vf8 v = {total}; const vf8 out = {vector_act}; std::memcpy(yr + {r} * {n} + {column}, &out, sizeof out); }}")
+            else:
+                lines.append(f"{{ const vf8 sum = {total}; alignas(32) float lane[{LANES}]; std::memcpy(lane, &sum, sizeof lane);")
+                lines.append(f"  for (int64_t j = 0; j < {valid}; ++j) {{ const float v = lane[j]; yr[{r} * {n} + {column} + j] = {act}; }} }}")
     return "\n".join(lines)
 
 
@@ -78,13 +84,13 @@ def _dense(ctx, node, x: str, y: str, weight: np.ndarray, bias: np.ndarray | Non
     b = None
     if bias is not None:
         b = ctx.const_array(np.pad(bias.astype(np.float32), (0, n_padded - n)), f"{node.name}_b")
-    act = _activation(node)
+    act, vector_act = _activation(node), _activation(node, vector=True)
 
     def row_block(n_rows: int) -> str:
         parts = []
         for first in range(0, n_vectors, BLOCK_VECTORS):
             count = min(BLOCK_VECTORS, n_vectors - first)
-            parts.append("{\n" + _block(count, n_rows, k, n_padded, first * LANES, n, w, b, act) + "\n}")
+            parts.append("{\n" + _block(count, n_rows, k, n_padded, first * LANES, n, w, b, act, vector_act) + "\n}")
         return "\n".join(parts)
 
     return f"""

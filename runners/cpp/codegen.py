@@ -112,12 +112,12 @@ class Source:
     output_sizes: tuple[int, ...]
 
 
-FUSIBLE_PRODUCERS = {"Gemm", "MatMul"}
+FUSIBLE_PRODUCERS = {"Gemm", "MatMul", "Conv"}
 FUSIBLE_ACTIVATIONS = {"Relu"}
 
 
 def fuse_activations(graph: ir.Graph) -> ir.Graph:
-    """Gemm/MatMul followed by Relu (its only consumer) becomes one node: one pass over memory
+    """Gemm/MatMul/Conv followed by Relu (its only consumer) becomes one node: one pass over memory
     less per layer. Returns a new Graph; the input graph is left as it was."""
     consumers: dict[str, int] = {}
     for node in graph.nodes:

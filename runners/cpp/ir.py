@@ -98,13 +98,30 @@ def _with_batch(model: onnx.ModelProto, batch: int) -> dict[str, tuple[int, ...]
     for value in copy.graph.output:  # declared output shapes would pin the batch; let inference decide
         value.type.tensor_type.ClearField("shape")
     del copy.graph.value_info[:]
-    inferred = onnx.shape_inference.infer_shapes(copy, strict_mode=True, data_prop=True)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(copy, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        raise UnsupportedModelError(f"cpp: ONNX shape inference failed at batch {batch}: {exc}") from exc
     shapes = {}
     for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         tensor = value.type.tensor_type
         if tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim):
             shapes[value.name] = tuple(d.dim_value for d in tensor.shape.dim)
     return shapes
+
+
+def _check_inference_dropout(proto: onnx.NodeProto, name: str, inputs: list[str], constants: dict[str, np.ndarray]) -> None:
+    """Dropout is the identity only at inference: refuse a training_mode that is not a constant False."""
+    training = inputs[2] if len(inputs) > 2 and inputs[2] else None
+    if training is None:
+        return
+    if training not in constants:
+        raise UnsupportedModelError(f"cpp: Dropout node {name} takes training_mode from a computed tensor; only inference (False) is supported")
+    if bool(np.asarray(constants[training]).reshape(-1)[0]):
+        ratio = inputs[1] if len(inputs) > 1 and inputs[1] else None
+        if ratio is not None and ratio in constants and float(np.asarray(constants[ratio]).reshape(-1)[0]) == 0.0:
+            return  # training mode with ratio 0 keeps every value: still the identity
+        raise UnsupportedModelError(f"cpp: Dropout node {name} runs in training mode (random masks); export the model in eval mode")
 
 
 def _fold(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int) -> list[np.ndarray]:
@@ -148,6 +165,8 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
             values[proto.output[0]] = Value(proto.output[0], tuple(np.shape(array)), False, np.asarray(array))
             constants[proto.output[0]] = np.asarray(array)
             continue
+        if proto.op_type == "Dropout":
+            _check_inference_dropout(proto, name, inputs, constants)
         if proto.op_type in REMOVED_OPS:
             if len(proto.output) > 1 and proto.output[1]:
                 used = any(proto.output[1] in n.input for n in graph.node) or proto.output[1] in [o.name for o in graph.output]

@@ -53,4 +53,4 @@ def supported_ops() -> set[str]:
 
 
 # Register the emitters (imported for their side effect).
-from runners.cpp.ops import elementwise, gemm, softmax, shape  # noqa: E402,F401
+from runners.cpp.ops import elementwise, gemm, softmax, shape, transpose, concat, reduce, conv, pool, batchnorm  # noqa: E402,F401

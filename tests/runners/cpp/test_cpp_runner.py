@@ -131,9 +131,16 @@ def test_check_finite_false_lets_nan_through(jet_dnn):
     assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2, 3]]).all()
 
 
-def test_native_timing(jet_dnn):
-    ns = yukti.runner("cpp", jet_dnn).time_native([jet_dnn.data.X[:1]], 500)
-    assert ns.shape == (500,) and (ns > 0).all()
+def test_native_timing_groups_short_calls(jet_dnn):
+    runner = yukti.runner("cpp", jet_dnn)
+    short = runner.time_native([jet_dnn.data.X[:1]], 2000, min_group_ns=2000)
+    assert 1 <= short.size < 2000, "batch-1 calls (well under 2 us) are timed in groups"
+    assert (short > 0).all() and np.isfinite(short).all()
+    ungrouped = runner.time_native([jet_dnn.data.X[:1]], 300, min_group_ns=0)
+    assert ungrouped.shape == (300,), "min_group_ns=0 times every call alone"
+    # Grouping removes clock overhead, it does not hide work: 64x the batch costs clearly more.
+    big = runner.time_native([jet_dnn.data.X[:64]], 200, min_group_ns=2000)
+    assert np.median(big) > 4 * np.median(short)
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def benchmark(
         raise InputError(f"batch sizes must be positive integers; got {batch_sizes}")
     names = list(backends) if backends else registry.names()
     for name in names:
-        registry.runner_class(name)  # unknown names fail before any measuring starts
+        registry.backend_info(name)  # unknown names fail before any measuring starts; broken plugins become "unavailable"
     dataset, eval_arrays = resolve_data(model, data, max_eval_samples)
     if dataset is not None and signal is not None:
         dataset = dataset.with_signal(signal)
@@ -203,14 +203,15 @@ def benchmark(
 def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: int, extra: dict[str, Any],
                      policy: TimingPolicy, eval_arrays: list[np.ndarray], reference_out: np.ndarray,
                      dataset: Dataset | None, progress: "_Progress") -> list[dict[str, Any]]:
+    info = registry.backend_info(name)
+    if not info.available:
+        base = {"backend": name, "options": dict(extra), "device": extra.get("device", "cpu")}
+        progress.skip(1 + len(batch_sizes))
+        return [{**base, "batch_size": b, "status": "unavailable", "error": info.reason} for b in batch_sizes]
     cls = registry.runner_class(name)
     opts = _options_for(cls, threads, extra)
     base = {"backend": name, "options": opts, "device": opts.get("device", "cpu")}
     skipped = lambda status, why: [{**base, "batch_size": b, "status": status, "error": why} for b in batch_sizes]  # noqa: E731
-    info = registry.backend_info(name)
-    if not info.available:
-        progress.skip(1 + len(batch_sizes))
-        return skipped("unavailable", info.reason)
     support = cls.supports(model)
     if not support:
         progress.skip(1 + len(batch_sizes))

@@ -24,6 +24,9 @@ class Support:
     ok: bool
     unsupported: tuple[tuple[str, str], ...] = ()  # (op_type, node_name)
     reason: str = ""
+    # True when the refusal is the backend's scope, not a gap: a Keras-only runner given a torch
+    # model, a model over hls4ml's practical size. Contract tests skip these and fail the others.
+    by_design: bool = False
 
     def __bool__(self) -> bool:
         return self.ok
@@ -71,6 +74,9 @@ class Runner:
     # True when `_run` itself detects NaN/inf (in native code) and then calls
     # `model.validate_inputs(arrays, check_finite=True)` to raise the usual InputError.
     native_finite_check: ClassVar[bool] = False
+    # True for backends whose outputs approximate the float network on purpose (fixed-point
+    # emulation): compared by argmax agreement and a loose bound instead of float tolerance.
+    fixed_point: ClassVar[bool] = False
     # Options every runner accepts; handled here, not passed to `_prepare`.
     common_options: ClassVar[dict[str, Any]] = {"check_finite": True}
 

@@ -10,6 +10,7 @@ Importing yukti never imports a backend's framework: runners load on demand.
 
 from yukti import datasets, results, zoo
 from yukti.cache import ArtifactCache
+from yukti.chooser import Candidate, Choice, ConstraintCheck, NoBackendMeetsConstraints, Session, choose, pareto
 from yukti.datasets import Dataset
 from yukti.engine import TimingPolicy, benchmark
 from yukti.errors import (
@@ -28,8 +29,9 @@ from yukti.runner import BackendInfo, Runner, Support
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArtifactCache", "BackendInfo", "BackendUnavailableError", "Dataset", "InputError", "Model", "ModelLoadError",
+    "ArtifactCache", "BackendInfo", "BackendUnavailableError", "Candidate", "Choice", "ConstraintCheck", "Dataset", "InputError", "Model", "ModelLoadError",
     "Runner", "Support", "TensorSpec", "TimingPolicy", "UnknownBackendError", "UnknownNameError",
-    "UnsupportedModelError", "YuktiError", "available_backends", "backends", "benchmark", "datasets", "load",
+    "NoBackendMeetsConstraints", "Session", "UnsupportedModelError", "YuktiError", "available_backends", "backends",
+    "benchmark", "choose", "datasets", "load", "pareto",
     "register", "results", "runner", "runner_class", "unregister", "zoo",
 ]

@@ -131,6 +131,64 @@ def _write(target: str, text: str) -> None:
         atomic_write_bytes(Path(target), text.encode())
 
 
+CHOICE_COLUMNS = [
+    ("latency_p50_us", "p50 µs"), ("latency_p99_us", "p99 µs"), ("throughput_per_s", "samples/s"),
+    ("accuracy_drop", "acc. drop"), ("auc_drop", "AUC drop"), ("prepare_s", "prepare s"),
+]
+
+
+def cmd_choose(args: argparse.Namespace) -> int:
+    """Exit 0 when a backend meets every constraint, 1 when none does (the table says what each misses)."""
+    from yukti.chooser import choose
+    from yukti.engine import TimingPolicy
+
+    backends = [b for part in args.backends for b in part.split(",") if b] if args.backends else None
+    choice = choose(args.model, batch_size=args.batch, max_p50_us=args.max_p50_us, max_p99_us=args.max_p99_us,
+                    min_throughput_per_s=args.min_throughput, max_accuracy_drop=args.max_accuracy_drop,
+                    max_auc_drop=args.max_auc_drop, max_prepare_s=args.max_prepare_s, backends=backends,
+                    objective=args.objective, measure=args.measure, data=args.data, threads=args.threads,
+                    signal=args.signal, policy=TimingPolicy(time_budget_s=args.time_budget, min_calls=args.min_calls),
+                    max_eval_samples=args.eval_samples, store=not args.no_store)
+    if args.json:
+        _write(args.json, choice.table().to_json(orient="records", date_format="iso", indent=1, default_handler=str))
+        if args.json == "-":
+            return 0 if choice.winner is not None else 1
+    front = set(choice.pareto()["backend"]) if any(c.measured for c in choice) else set()
+    winner = choice.winner
+    table = Table(title=f"Choosing a backend for {choice.model} · batch {choice.batch_size} · {choice.threads} thread(s) · "
+                        f"objective {choice.objective} · {choice.describe_constraints()}")
+    for header in ("#", "backend", *(h for _, h in CHOICE_COLUMNS), "pareto", "source", "verdict"):
+        table.add_column(header, justify="right" if header not in ("backend", "source", "verdict", "pareto") else "left")
+    missed = {check.name for c in choice for check in c.misses}
+    for c in choice:
+        cells = []
+        for column, _ in CHOICE_COLUMNS:
+            text = _fmt(c[column], 4)
+            failed = [check for check in c.misses if check.name in missed and _constraint_column(check.name) == column]
+            cells.append(f"[red]{text}[/]" if failed else text)
+        if c is winner:
+            verdict = "[bold green]WINNER[/]"
+        elif c.meets:
+            verdict = "[green]meets all[/]"
+        elif c.measured:
+            verdict = "[red]misses " + ", ".join(check.name for check in c.misses) + "[/]"
+        else:
+            verdict = f"[yellow]{c.status}[/]"
+        table.add_row(str(c.rank), f"[bold]{c.backend}[/]" if c is winner else c.backend, *cells,
+                      "★" if c.backend in front else "", c.source or "—", verdict)
+    console.print(table)
+    console.print(choice.explain(), markup=False, highlight=False)
+    console.print("pareto ★: not dominated in (p99 µs, accuracy loss, prepare s) among the measured candidates; "
+                  "exit code 0 = a winner, 1 = none meets the constraints", style="dim")
+    return 0 if winner is not None else 1
+
+
+def _constraint_column(name: str) -> str:
+    from yukti.chooser import CONSTRAINTS
+
+    return CONSTRAINTS[name].column
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import yukti
     from yukti.engine import resolve_model
@@ -204,6 +262,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     bench.set_defaults(func=cmd_bench)
+    choose = sub.add_parser("choose", help="rank backends for MODEL under constraints and name the winner",
+                            description="Rank backends under constraints. Exit code: 0 when a backend meets every "
+                                        "constraint (the winner), 1 when none does, 2 on a usage error.")
+    choose.add_argument("model", nargs="?", default="jet_dnn", help="zoo model name or .onnx path (default: jet_dnn)")
+    choose.add_argument("--batch", type=int, default=1, help="batch size the constraints apply to (default: 1)")
+    choose.add_argument("--max-p50-us", type=float, help="median latency per call, microseconds")
+    choose.add_argument("--max-p99-us", type=float, help="99th-percentile latency per call, microseconds")
+    choose.add_argument("--min-throughput", type=float, help="samples per second")
+    choose.add_argument("--max-accuracy-drop", type=float, help="1 - argmax agreement with the float reference")
+    choose.add_argument("--max-auc-drop", type=float, help="reference AUC minus the backend's (labelled data only)")
+    choose.add_argument("--max-prepare-s", type=float, help="prepare (convert/compile/load) seconds, as recorded")
+    choose.add_argument("-b", "--backends", nargs="+", help="candidate backends (default: every registered one)")
+    choose.add_argument("--objective", default="p99", choices=["p99", "p50", "throughput", "accuracy", "prepare"],
+                        help="how candidates meeting the constraints are ranked (default: p99)")
+    choose.add_argument("--measure", default="auto", choices=["auto", "never", "always"],
+                        help="auto: reuse stored results, measure what is missing; never: stored only; always: re-measure")
+    choose.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
+    choose.add_argument("--signal", help="signal class for AUC (name or index)")
+    choose.add_argument("--threads", type=int, default=1, help="threads per backend (default: 1)")
+    choose.add_argument("--time-budget", type=float, default=1.0, help="seconds of timed calls per backend when measuring")
+    choose.add_argument("--min-calls", type=int, default=100, help="minimum timed calls per backend when measuring")
+    choose.add_argument("--eval-samples", type=int, default=20_000, help="samples for the accuracy comparison when measuring")
+    choose.add_argument("--json", metavar="PATH", help="also write the ranked candidates as JSON ('-' for stdout only)")
+    choose.add_argument("--no-store", action="store_true", help="neither read nor append the local results store")
+    choose.set_defaults(func=cmd_choose)
     export = sub.add_parser("export", help="write a backend's standalone sources for MODEL")
     export.add_argument("model", help="zoo model name or .onnx path")
     export.add_argument("--backend", default="cpp", help="backend with an export (default: cpp)")

@@ -72,3 +72,61 @@ def test_installed_script_runs():
     out = subprocess.run([script, "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("backends", "check", "bench"):
         assert command in out
+
+
+# -- yukti choose ---------------------------------------------------------------------------------
+
+def _choose_store(monkeypatch, tmp_path, model, p99: dict[str, float]) -> None:
+    """A results store holding one reusable batch-1 row per backend with the given p99 (µs)."""
+    import pandas as pd
+
+    from yukti import environment, registry, results
+    from yukti.chooser import _requested_options
+
+    rows = [{
+        "run_id": "r", "model": model.name, "model_hash": model.hash, "backend": name, "status": "ok",
+        "backend_version": registry.backend_info(name).version, "options": _requested_options(registry.runner_class(name), 1, {}),
+        "batch_size": 1, "threads": 1, "dataset": model.data.label, "signal_class": model.data.signal_name, "n_samples": 100,
+        "host": environment._static()["host"], "timestamp": pd.Timestamp.now(tz="UTC"), "latency_p50_us": value / 2,
+        "latency_p99_us": value, "throughput_per_s": 2e6 / value, "argmax_agreement": 1.0, "auc": 0.9, "prepare_s": 0.1,
+    } for name, value in p99.items()]
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "store"))
+    results.append(pd.DataFrame(rows))
+
+
+def test_choose_prints_the_ranked_table_and_exits_0_with_a_winner(capsys, monkeypatch, tmp_path, jet_dnn):
+    _choose_store(monkeypatch, tmp_path, jet_dnn, {"onnxruntime": 4.0, "reference": 300.0})
+    code = main(["choose", "jet_dnn", "--batch", "1", "--max-p99-us", "5", "--max-accuracy-drop", "0.005",
+                 "-b", "onnxruntime,reference", "--measure", "never"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "WINNER" in out and "winner: onnxruntime (stored)" in out
+    assert "reference: misses p99 latency 300 µs > 5 µs (over by 295 µs" in out
+    assert out.index("onnxruntime") < out.index("reference")  # ranked
+    assert "p99 latency ≤ 5 µs, accuracy drop ≤ 0.005" in out
+
+
+def test_choose_exits_1_without_a_winner_and_says_why(capsys, monkeypatch, tmp_path, jet_dnn):
+    _choose_store(monkeypatch, tmp_path, jet_dnn, {"onnxruntime": 40.0})
+    code = main(["choose", "jet_dnn", "--max-p99-us", "5", "-b", "onnxruntime", "torch", "--measure", "never"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "no winner" in out and "WINNER" not in out
+    assert "onnxruntime: misses p99 latency 40 µs > 5 µs (over by 35 µs" in out
+    assert "torch: not measured" in out
+
+
+def test_choose_measures_and_writes_json(capsys, monkeypatch, tmp_path, jet_dnn):
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "empty"))
+    code = main(["choose", "jet_dnn", "-b", "onnxruntime", "--objective", "throughput", "--time-budget", "0.02",
+                 "--min-calls", "5", "--eval-samples", "200", "--no-store", "--json", "-"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [(r["backend"], r["source"], r["meets"], r["rank"]) for r in rows] == [("onnxruntime", "measured", True, 1)]
+    assert rows[0]["throughput_per_s"] > 0 and rows[0]["n_samples"] == 200
+    assert not (tmp_path / "empty").exists()  # --no-store: nothing appended
+
+
+def test_choose_rejects_an_unknown_backend(capsys, jet_dnn):
+    assert main(["choose", "jet_dnn", "-b", "tensorrt", "--measure", "never"]) == 2
+    assert "unknown backend 'tensorrt'" in capsys.readouterr().out

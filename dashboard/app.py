@@ -1,16 +1,25 @@
-"""Streamlit dashboard (placeholder until the dashboard issue): shows the stored results table.
+"""Yukti dashboard entry script: it only routes. Run `yukti dashboard` or `streamlit run dashboard/app.py`."""
 
-Run with `streamlit run dashboard/app.py`.
-"""
+import importlib.util
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` from a source checkout puts dashboard/ (not the repository) on
+# sys.path; the pages import `dashboard.*`, so make the package importable when it is not installed.
+if importlib.util.find_spec("dashboard") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st
 
-import yukti
+st.set_page_config(page_title="Yukti", page_icon=":material/speed:", layout="wide")
 
-st.set_page_config(page_title="Yukti", layout="wide")
-st.title("Yukti results")
-frame = yukti.results.load()
-if frame.empty:
-    st.info("No results yet: run `make bench` or `yukti bench` to make some.")
-else:
-    st.dataframe(frame, use_container_width=True)
+PAGES = [
+    st.Page("app_pages/tradeoffs.py", title="Trade-offs", icon=":material/scatter_plot:", url_path="tradeoffs", default=True),
+    st.Page("app_pages/throughput.py", title="Throughput", icon=":material/show_chart:", url_path="throughput"),
+    st.Page("app_pages/history.py", title="History", icon=":material/history:", url_path="history"),
+    st.Page("app_pages/fidelity.py", title="Fidelity", icon=":material/target:", url_path="fidelity"),
+    st.Page("app_pages/choose.py", title="Choose", icon=":material/check_circle:", url_path="choose"),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/table:", url_path="runs"),
+]
+
+st.navigation(PAGES).run()

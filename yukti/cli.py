@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="yukti", description="Run a small network fast on every backend, measured side by side.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backends", help="list backends and whether they run here").set_defaults(func=cmd_backends)
+    # Parsed by dashboard.launch (its options and Streamlit's pass through); listed here for --help.
+    sub.add_parser("dashboard", help="start the Streamlit dashboard (yukti dashboard --help for options)", add_help=False)
     check = sub.add_parser("check", help="which backends can run MODEL (no compiling)")
     check.add_argument("model", help="zoo model name or path to an .onnx file")
     check.set_defaults(func=cmd_check)
@@ -302,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["dashboard"]:  # argparse.REMAINDER on a subparser would reject `--port 8600`
+        from dashboard.launch import main as dashboard_main
+
+        return dashboard_main(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "signal", None) is not None and args.signal.isdigit():
         args.signal = int(args.signal)

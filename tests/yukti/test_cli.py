@@ -130,3 +130,14 @@ def test_choose_measures_and_writes_json(capsys, monkeypatch, tmp_path, jet_dnn)
 def test_choose_rejects_an_unknown_backend(capsys, jet_dnn):
     assert main(["choose", "jet_dnn", "-b", "tensorrt", "--measure", "never"]) == 2
     assert "unknown backend 'tensorrt'" in capsys.readouterr().out
+
+
+def test_dashboard_subcommand_passes_its_options_to_the_launcher(capsys, monkeypatch):
+    import dashboard.launch
+
+    seen = {}
+    monkeypatch.setattr(dashboard.launch.subprocess, "call", lambda cmd: seen.setdefault("cmd", cmd) and 0)
+    assert main(["dashboard", "--port", "8612", "--theme.base", "dark"]) == 0
+    cmd = seen["cmd"]
+    assert "streamlit" in cmd and "run" in cmd and str(dashboard.APP_PATH) in cmd
+    assert cmd[cmd.index("--server.port") + 1] == "8612" and "--theme.base" in cmd

@@ -1,0 +1,171 @@
+"""Every dashboard page under streamlit.testing.v1.AppTest on fixture results: no exception, the
+expected widgets and charts, the right answers (Choose winner, flagged regression)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import APP_PATH
+
+
+def open_page(page: str, timeout: float = 180) -> AppTest:
+    at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as the JSON Streamlit sends to the browser."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def table_with(at: AppTest, *columns: str) -> pd.DataFrame:
+    """The first st.dataframe holding `columns` (AppTest does not expose a dataframe's key)."""
+    for element in at.dataframe:
+        if set(columns) <= set(element.value.columns):
+            return element.value
+    raise AssertionError(f"no table with columns {columns}")
+
+
+def trace_names(figure: dict) -> list[str]:
+    return [t.get("name") for t in figure["data"]]
+
+
+def test_tradeoffs_page_draws_backends_and_names_the_front(fixture_store: Path) -> None:
+    at = open_page("tradeoffs")
+    assert at.sidebar.selectbox(key="tradeoffs_model").value == "jet_dnn"
+    assert at.sidebar.selectbox(key="tradeoffs_batch").options == ["1", "64", "1024"]
+    (fig,) = figures(at)
+    assert {"reference", "onnxruntime", "torch", "cpp", "Pareto front"} <= set(trace_names(fig))
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    front = next(t for t in fig["data"] if t["name"] == "Pareto front")
+    # batch 1, p99 vs 1 - agreement: cpp (fastest, 2% loss) and onnxruntime (exact) are non-dominated
+    assert sorted(front["text"]) == ["cpp", "onnxruntime"]
+    assert any(m.value.endswith(": **cpp**, **onnxruntime**") for m in at.markdown)  # named, fastest first
+    # the older run's "fast" torch must not appear: torch is dominated in the latest run
+    assert "torch" not in front["text"]
+
+
+def test_tradeoffs_page_switches_to_auc_drop(fixture_store: Path) -> None:
+    at = open_page("tradeoffs")
+    at.sidebar.radio(key="tradeoffs_loss").set_value("auc_drop").run()
+    assert not at.exception
+    (fig,) = figures(at)
+    assert "AUC drop" in fig["layout"]["yaxis"]["title"]["text"]
+
+
+def test_throughput_page_log_log_with_latency_on_hover(fixture_store: Path) -> None:
+    at = open_page("throughput")
+    tput, bars = figures(at)
+    assert tput["layout"]["xaxis"]["type"] == "log" and tput["layout"]["yaxis"]["type"] == "log"
+    assert set(trace_names(tput)) == {"reference", "onnxruntime", "torch", "cpp"}
+    assert all("latency_p99_us" in t["hovertemplate"] for t in tput["data"])
+    assert trace_names(bars) == ["p50", "p90", "p99"] and all(t["type"] == "bar" for t in bars["data"])
+    at.sidebar.selectbox(key="throughput_batch").set_value(1024).run()
+    assert not at.exception
+    assert "batch 1024" in figures(at)[1]["layout"]["title"]["text"]
+
+
+def test_history_page_flags_the_regression(fixture_store: Path, fake_asv: pd.DataFrame) -> None:
+    at = open_page("history")
+    assert at.sidebar.text_input(key="history_dir").value.endswith("results")
+    (fig,) = figures(at)
+    assert {"cpp", "onnxruntime", "regression"} <= set(trace_names(fig))
+    flag_trace = next(t for t in fig["data"] if t["name"] == "regression")
+    assert flag_trace["x"] == ["cccc3333"]
+    line = next(t for t in fig["data"] if t["name"] == "cpp")
+    assert "commit_hash" in line["hovertemplate"] and "commit_date" in line["hovertemplate"]
+    assert at.error and "1 step" in at.error[0].value
+    # a threshold above the 50% jump flags nothing
+    at.sidebar.slider(key="history_threshold").set_value(60).run()
+    assert not at.exception and at.success and not at.error
+
+
+def test_history_page_without_asv_results_says_how_to_record_them(fixture_store: Path, tmp_path: Path) -> None:
+    from yukti import results
+
+    if not hasattr(results, "from_asv"):
+        pytest.skip("this yukti has no yukti.results.from_asv yet")
+    at = open_page("history")
+    at.sidebar.text_input(key="history_dir").set_value(str(tmp_path / "no-asv-here")).run()  # the real loader
+    assert not at.exception and not figures(at)
+    assert any("asv run" in i.value and "no-asv-here" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_fidelity_page_runs_the_backends_on_labelled_data(fixture_store: Path) -> None:
+    at = open_page("fidelity", timeout=600)
+    at.sidebar.multiselect(key="fidelity_backends").set_value(["reference", "onnxruntime", "torch"])
+    at.sidebar.select_slider(key="fidelity_n").set_value(5000)
+    at.run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    roc, diffs = figures(at)
+    assert set(trace_names(roc)) == {"reference", "onnxruntime", "torch"}
+    assert roc["layout"]["xaxis"]["type"] == "log"
+    assert set(trace_names(diffs)) == {"onnxruntime", "torch"}  # the reference is the yardstick
+    summary = table_with(at, "backend", "auc", "exact_zero_fraction").set_index("backend")
+    # real outputs of float32 backends on the same samples: the same ranking quality as the reference
+    assert summary.loc["onnxruntime", "auc"] == pytest.approx(summary.loc["reference", "auc"], abs=1e-4)
+    assert 0.5 < summary.loc["reference", "auc"] <= 1.0
+    assert summary.loc["onnxruntime", "max_abs_diff"] < 1e-4
+
+
+def test_choose_page_picks_the_right_backend(fixture_store: Path) -> None:
+    at = open_page("choose")
+    # default limit 0.5% accuracy loss: cpp (fastest, 2% loss in the fixture) is passed over
+    assert "**onnxruntime**" in at.success[0].value
+    assert "yukti.runner('onnxruntime', model, threads=1)" in at.code[0].value
+    at.number_input(key="choose_max_loss").set_value(0.05).run()
+    assert "**cpp**" in at.success[0].value
+    at.number_input(key="choose_max_p99").set_value(1.0).run()  # below every p99 in the fixture
+    assert not at.success and at.error and not at.code
+    at.number_input(key="choose_max_p99").set_value(None).run()
+    at.multiselect(key="choose_backends").set_value(["torch", "reference"]).run()
+    assert "**torch**" in at.success[0].value
+    at.selectbox(key="choose_batch").set_value(1024).run()
+    assert not at.exception and "batch 1024" in at.success[0].value
+
+
+def test_runs_page_filters_and_shows_the_environment(fixture_store: Path) -> None:
+    at = open_page("runs")
+    table = table_with(at, "run_id", "latency_p99_us")
+    assert len(table) == 2 * 3 + 4 * 3 + 3  # older run, latest run, hls4ml "unavailable" rows
+    at.multiselect(key="runs_status").set_value(["unavailable"]).run()
+    assert set(table_with(at, "run_id", "latency_p99_us")["backend"]) == {"hls4ml"}
+    assert at.get("download_button")
+    at.selectbox(key="runs_fingerprint_run").set_value("older000001").run()
+    fingerprint = json.loads(at.json[0].value)
+    assert fingerprint["host"] == "fixturehost" and fingerprint["packages"]["yukti"] == "0.1.0"
+
+
+def test_empty_store_offers_the_quick_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "empty"))
+    at = open_page("tradeoffs")
+    assert any("yukti bench" in i.value for i in at.info)
+    assert at.button(key="quick_bench") and not figures(at)
+
+
+@pytest.mark.slow
+def test_quick_benchmark_button_fills_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "quick"
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(store))
+    at = open_page("throughput", timeout=600)
+    at.multiselect(key="quick_backends").set_value(["reference", "onnxruntime"])
+    at.button(key="quick_bench").click().run()
+    assert not at.exception
+    stored = list(store.glob("*.parquet"))
+    assert len(stored) == 1  # one run, both backends
+    frame = pd.read_parquet(stored[0])
+    assert set(frame["backend"]) == {"reference", "onnxruntime"} and frame["run_id"].nunique() == 1
+    assert sorted(frame["batch_size"].unique()) == [1, 1024] and (frame["status"] == "ok").all()
+    # after the rerun the page shows the new measurements
+    at.run()
+    assert set(trace_names(figures(at)[0])) == {"reference", "onnxruntime"}

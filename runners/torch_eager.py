@@ -6,6 +6,7 @@ onnx2torch.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import sys
@@ -98,7 +99,10 @@ class TorchEagerRunner(Runner):
             module, origin = model.torch_module, "original module"
         else:
             module, origin = _import_onnx2torch().convert(model.onnx), "onnx2torch"
-        self._module = module.eval().to(device)
+        target = torch.device(device)
+        if any(t.device.type != target.type for t in [*module.parameters(), *module.buffers()]):
+            module = copy.deepcopy(module).to(target)  # leave the user's module on its own device
+        self._module = module.eval()
         self._device = torch.device(device)
         return {"module_from": origin, "threads_process_wide": True}
 

@@ -1,0 +1,243 @@
+"""`torch_aot`: AOTInductor, the ahead-of-time compiled libtorch package CMS runs in production.
+
+`torch.export` traces the model (its original module, or the ONNX graph converted by onnx2torch)
+with a dynamic batch dimension; `torch._inductor.aoti_compile_and_package` compiles it to a `.pt2`
+package in the shared artifact cache, so every later process loads it in milliseconds instead of
+compiling for ~35 s; `aoti_load_package` loads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import platform
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runners.torch_eager import TorchEagerRunner, _import_onnx2torch
+from yukti.cache import ArtifactCache
+from yukti.errors import BackendUnavailableError, InputError, UnsupportedModelError, YuktiError
+from yukti.model import Model
+from yukti.runner import Runner, Support, import_status, package_version
+
+PACKAGE = "model.pt2"
+# Bumped when the way a package is built changes, so old cache entries are not reused.
+FORMAT = 1
+
+
+@functools.lru_cache(maxsize=None)
+def _compiler_version(compiler: str) -> str:
+    try:
+        done = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{compiler}: unknown ({exc})"
+    return (done.stdout.strip().splitlines() or [compiler])[0]
+
+
+def _target(device: str) -> dict[str, Any]:
+    """What the compiled code depends on besides the model and torch: a CPU package is built for
+    the vector ISA inductor picks on this machine (avx2, avx512...) by the host compiler; a CUDA
+    one for the GPU's architecture and the CUDA toolkit."""
+    import torch
+
+    if device == "cuda":
+        return {"gpu": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()), "cuda": torch.version.cuda}
+    from torch._inductor import cpp_builder
+
+    # The CPU features inductor chooses its vector code from, read from torch's cpuinfo in
+    # microseconds: inductor's own pick_vec_isa() compiles a probe (1.3 s here), which a cache hit
+    # should not pay.
+    features = sorted(name[4:-10] for name in dir(torch.cpu) if name.startswith("_is_") and name.endswith("_supported") and getattr(torch.cpu, name)())
+    return {
+        "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_features": features,
+        "compiler": _compiler_version(cpp_builder.get_cpp_compiler()),
+    }
+
+
+def _failing_layer(exc: BaseException, module: Any) -> str | None:
+    """The innermost submodule whose `forward` was running when tracing failed.
+
+    Found post mortem from the traceback frames (their `self`), so the trace itself carries no
+    hooks. Follows the exception chain because torch often re-raises its own error type.
+    """
+    names = {id(m): name for name, m in module.named_modules()}
+    found = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            if owner is not None and id(owner) in names and tb.tb_frame.f_code.co_name == "forward":
+                name = names[id(owner)]
+                found = f"{name or '<root>'} ({type(owner).__name__})"
+            tb = tb.tb_next
+        if found:
+            return found
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class TorchAOTRunner(Runner):
+    name = "torch_aot"
+    description = "AOTInductor: torch.export + aoti_compile_and_package (.pt2), cached across processes"
+    default_options = {
+        "threads": 1,  # torch.set_num_threads: process-wide in PyTorch; not part of the package
+        "source": "auto",  # auto | module | onnx
+        "device": "cpu",  # cpu | cuda
+        # Batch sizes the package accepts. torch.export turns a dynamic dimension into a constant
+        # when the example has size 1 (0/1 specialisation), so the example batch is >= 2 while the
+        # declared range may still start at 1. min_batch == max_batch compiles a static batch.
+        "min_batch": 1,
+        "max_batch": 65536,
+    }
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        ok, reason = import_status("torch")
+        if not ok:
+            return ok, reason
+        import torch
+
+        if not hasattr(torch._inductor, "aoti_compile_and_package"):
+            return False, f"torch {torch.__version__} has no torch._inductor.aoti_compile_and_package (needs torch >= 2.6)"
+        return True, ""
+
+    @classmethod
+    def version(cls) -> str:
+        return package_version("torch")
+
+    @classmethod
+    def supports(cls, model: Model) -> Support:
+        # Same inputs as the eager runner (module, or onnx2torch conversion); whether torch.export
+        # can trace the result is only known by tracing, which is `prepare`'s job.
+        return TorchEagerRunner.supports(model)
+
+    def _prepare(self, model: Model, *, threads: int, source: str, device: str, min_batch: int, max_batch: int) -> dict[str, Any]:
+        import torch
+
+        if source not in ("auto", "module", "onnx"):
+            raise ValueError(f"torch_aot option source must be auto, module or onnx; got {source!r}")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"torch_aot option device must be 'cpu' or 'cuda'; got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("device='cuda' but torch sees no CUDA device")
+        if source == "module" and model.torch_module is None:
+            raise ValueError(f"model {model.name!r} has no torch module (loaded from {model.source}); use source='onnx'")
+        min_batch, max_batch = _bounds(model, min_batch, max_batch)
+        torch.set_num_threads(int(threads))
+        origin = "original module" if model.torch_module is not None and source in ("auto", "module") else "onnx2torch"
+
+        parts = {
+            "model": model.hash, "backend": self.name, "format": FORMAT, "module_from": origin, "device": device,
+            "min_batch": min_batch, "max_batch": max_batch, "torch": torch.__version__, "target": _target(device),
+        }
+
+        def build(tmp: Path) -> None:
+            module = model.torch_module if origin == "original module" else _import_onnx2torch().convert(model.onnx)
+            target = torch.device(device)
+            tensors = [*module.parameters(), *module.buffers()]
+            if any(t.device.type != target.type for t in tensors):
+                module = copy.deepcopy(module).to(target)  # leave the user's module where it was
+            module = module.eval()
+            program = _export(model, module, origin, device, min_batch, max_batch)
+            torch._inductor.aoti_compile_and_package(program, package_path=str(tmp / PACKAGE))
+
+        entry = ArtifactCache().get_or_build(parts, build)
+        path = entry.path / PACKAGE
+        try:
+            self._package = torch._inductor.aoti_load_package(str(path))
+        except Exception as exc:  # a damaged entry, or one built by an incompatible libtorch
+            raise YuktiError(
+                f"could not load the AOTInductor package {path}: {type(exc).__name__}: {exc}. "
+                f"Delete the cache entry {entry.path} to rebuild it"
+            ) from exc
+        self._device = torch.device(device)
+        self._bounds = (min_batch, max_batch)
+        self._lock = threading.Lock()
+        return {
+            "module_from": origin,
+            "artifact_path": str(path),
+            "artifact_bytes": path.stat().st_size,
+            "cache_hit": entry.hit,
+            # Seconds spent exporting and compiling the package, by this process or, on a cache
+            # hit, by the one that built it: the cost a cold cache would pay.
+            "compile_s": entry.manifest["build_s"],
+            "min_batch": min_batch,
+            "max_batch": max_batch,
+            "target": parts["target"],
+            "threads_process_wide": True,
+            "concurrency": "calls from several threads are serialised by a lock (one model instance in the package)",
+        }
+
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        batch = arrays[0].shape[0]
+        low, high = self._bounds
+        if not low <= batch <= high:
+            # the compiled code does not check its shape guards; outside them it may read past buffers
+            raise InputError(
+                f"torch_aot package for model {self.model.name!r} was compiled for batch sizes {low}..{high}; got {batch}. "
+                "Prepare it with other min_batch/max_batch options, or split the batch"
+            )
+        # The compiled kernels ask OpenMP for their thread count, which is per OS thread: a thread
+        # torch has not seen yet gets OpenMP's default (all cores), not the `threads` option, and
+        # its sums come out in another order (1 ulp apart). torch.get_num_threads() applies
+        # torch's process-wide setting to this thread on first use, as eager torch ops do.
+        torch.get_num_threads()
+        tensors = [torch.from_numpy(a) for a in arrays]
+        if self._device.type != "cpu":
+            tensors = [t.to(self._device) for t in tensors]
+        # boxed_run skips the pytree round trip of AOTICompiledModel.__call__ (two treespec
+        # parses per call, noticeable at batch 1); inputs and outputs are flat tensor lists here.
+        # The lock: unguarded concurrent calls deadlock (seen with torch 2.13). A caller waiting in
+        # AOTI's model container for the one model instance holds the GIL, while the caller running
+        # it needs the GIL to free its numpy-backed input tensor. The container runs one call at a
+        # time anyway, so the lock costs no parallelism; waiting on it releases the GIL.
+        with self._lock, torch.inference_mode():
+            outputs = self._package.loader.boxed_run(tensors)
+        return [o.cpu().numpy() for o in outputs]
+
+
+def _bounds(model: Model, min_batch: Any, max_batch: Any) -> tuple[int, int]:
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (min_batch, max_batch)):
+        raise ValueError(f"torch_aot options min_batch and max_batch must be integers; got {min_batch!r}, {max_batch!r}")
+    min_batch, max_batch = int(min_batch), int(max_batch)
+    if not 1 <= min_batch <= max_batch:
+        raise ValueError(f"torch_aot needs 1 <= min_batch <= max_batch; got min_batch={min_batch}, max_batch={max_batch}")
+    fixed = {spec.shape[0] for spec in model.inputs if spec.shape[0] is not None}
+    if fixed:
+        # a model exported with a fixed batch size accepts only that size
+        (size,) = fixed if len(fixed) == 1 else (None,)
+        if size is None or not min_batch <= size <= max_batch:
+            raise UnsupportedModelError(f"model {model.name!r} has fixed batch size(s) {sorted(fixed)}, outside min_batch..max_batch = {min_batch}..{max_batch}")
+        return size, size
+    return min_batch, max_batch
+
+
+def _export(model: Model, module: Any, origin: str, device: str, min_batch: int, max_batch: int) -> Any:
+    import torch
+
+    static = min_batch == max_batch
+    example_batch = min_batch if static else max(2, min_batch)
+    examples = tuple(torch.from_numpy(a).to(device) for a in model.example_inputs(example_batch))
+    if static:
+        dynamic_shapes = None
+    else:
+        batch = torch.export.Dim("batch", min=min_batch, max=max_batch)
+        dynamic_shapes = tuple({0: batch} for _ in examples)
+    try:
+        return torch.export.export(module, examples, dynamic_shapes=dynamic_shapes)
+    except Exception as exc:
+        layer = _failing_layer(exc, module)
+        where = f" in layer {layer}" if layer else ""
+        raise UnsupportedModelError(
+            f"torch.export could not trace model {model.name!r} ({origin}) with batch sizes {min_batch}..{max_batch}{where}; "
+            f"torch says: {type(exc).__name__}: {exc}"
+        ) from exc

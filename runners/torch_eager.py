@@ -38,7 +38,12 @@ def _import_onnx2torch() -> Any:
     def missing(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("torchvision is not usable here; NonMaxSuppression/RoiAlign cannot be converted")
 
-    ops.__getattr__ = lambda _name: missing  # type: ignore[method-assign]
+    def lookup(name: str) -> Any:
+        if name.startswith("__"):  # module protocol (__file__, __path__...): inspect and importlib probe these
+            raise AttributeError(name)
+        return missing
+
+    ops.__getattr__ = lookup  # type: ignore[method-assign]
     placeholder.ops = ops  # type: ignore[attr-defined]
     sys.modules.update({"torchvision": placeholder, "torchvision.ops": ops})
     try:

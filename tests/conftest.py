@@ -29,6 +29,13 @@ def cluster_cnn(isolated_yukti_dirs: None):
     return yukti.zoo.get("cluster_cnn")
 
 
+@pytest.fixture(scope="session")
+def jet_dnn_keras(isolated_yukti_dirs: None):
+    import yukti
+
+    return yukti.zoo.get("jet_dnn_keras")
+
+
 def onnx_only(model):
     """The same network as a user's bare ONNX file: no torch module, so converters are exercised."""
     import yukti
@@ -38,11 +45,12 @@ def onnx_only(model):
     return bare
 
 
-ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_onnx", "cluster_cnn_onnx")
+ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_keras", "jet_dnn_onnx", "cluster_cnn_onnx")
 
 
 @pytest.fixture(scope="session")
-def zoo_models(jet_dnn, cluster_cnn):
-    """Every zoo model, as trained (torch module kept) and as a bare ONNX file."""
-    return {"jet_dnn": jet_dnn, "cluster_cnn": cluster_cnn,
+def zoo_models(jet_dnn, cluster_cnn, jet_dnn_keras):
+    """Every zoo model as trained (torch module or Keras model kept), and the torch ones also as a
+    bare ONNX file. The Keras twin's ONNX form comes from tf2onnx, so it exercises that path."""
+    return {"jet_dnn": jet_dnn, "cluster_cnn": cluster_cnn, "jet_dnn_keras": jet_dnn_keras,
             "jet_dnn_onnx": onnx_only(jet_dnn), "cluster_cnn_onnx": onnx_only(cluster_cnn)}

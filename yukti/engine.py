@@ -39,14 +39,29 @@ class TimingPolicy:
     warmup_s: float = 0.05
 
 
-def resolve_model(model: Any) -> Model:
-    """A Model, a zoo name, or anything `yukti.load` accepts."""
+def pin_tensorflow_threads(threads: int) -> bool:
+    """Size TensorFlow's pools (`threads` intra-op, 1 inter-op) if it has not started yet; True if applied."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this process: the runner reports what applies
+        return False
+    return True
+
+
+def resolve_model(model: Any, *, threads: int | None = None) -> Model:
+    """A Model, a zoo name, or anything `yukti.load` accepts. With `threads`, a Keras zoo model is
+    loaded after TensorFlow's thread pools are sized (they cannot change once TensorFlow starts)."""
     if isinstance(model, Model):
         return model
     if isinstance(model, str):
         from yukti import zoo
 
         if model in zoo.names():
+            if threads is not None and zoo.SPECS[model].framework == "keras":
+                pin_tensorflow_threads(threads)
             return zoo.get(model)
         if not model.endswith(".onnx") and "/" not in model:
             raise YuktiError(f"unknown model {model!r}: not a zoo model ({zoo.names()}) and not an .onnx path")
@@ -161,7 +176,7 @@ def benchmark(
     Unavailable or unsupporting backends get a row with `status` and the reason; a backend that
     fails is recorded as `status="error"` and does not stop the others.
     """
-    model = resolve_model(model)
+    model = resolve_model(model, threads=threads)
     policy = policy or TimingPolicy()
     options = options or {}
     batch_sizes = [int(b) for b in batch_sizes]
@@ -225,6 +240,8 @@ def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: i
         base["options"] = runner.info["options"]  # resolved: defaults included, for reproducibility
         quality = {"prepare_s": runner.info["prepare_s"], "artifact_bytes": runner.info.get("artifact_bytes"),
                    "rss_prepare_mb": _rss_mb() - rss_before}
+        if "threads_effective" in runner.info:  # e.g. TensorFlow's pools, fixed when it started
+            quality["threads"] = int(runner.info["threads_effective"])
         outputs = evaluate(runner, eval_arrays)
         quality.update(metrics.fidelity(outputs, reference_out))
         if dataset is not None and dataset.y is not None:

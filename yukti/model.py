@@ -420,4 +420,20 @@ def _export_keras(keras_model: Any) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             keras_model.export(str(path), format="onnx", verbose=False)
-        return path.read_bytes()
+        return stable_tf2onnx(onnx.load_from_string(path.read_bytes())).SerializeToString(deterministic=True)
+
+
+def stable_tf2onnx(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """tf2onnx names symbolic dimensions `unk__<n>` and writes the traced function's name into the
+    graph doc string, both from a per-process counter: the same weights exported after other
+    TensorFlow work gave different bytes, hence a different model hash. Name them by position."""
+    graph = proto.graph
+    graph.doc_string = ""
+    renamed: dict[str, str] = {}
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_param") and dim.dim_param.startswith("unk__"):
+                if dim.dim_param not in renamed:
+                    renamed[dim.dim_param] = "batch" if axis == 0 else f"dim_{len(renamed)}"
+                dim.dim_param = renamed[dim.dim_param]
+    return proto

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -51,6 +52,7 @@ SELF_CHECK_SAMPLES = 2000
 # activations' mean magnitude (ap_fixed<16,6> on a healthy net stays near 1e-2).
 DEPARTURE = 0.1
 PROJECT = "myproject"
+MIN_CHUNK = 64  # samples per thread below which splitting costs more than it saves
 _RUNNER_REVISION = 5  # bump when the generated artifact changes: part of the cache key
 
 _PRECISION = re.compile(r"^(ap_)?(u?fixed|u?int)<[^<>]+>$")
@@ -182,6 +184,9 @@ class HLS4MLRunner(Runner):
         "tune_softmax": True,
         "source": "auto",  # auto (keras, else torch, else onnx) | keras | torch | onnx
         "hls_backend": "Vivado",  # Vivado | Vitis (same C++ emulation; differs for synthesis)
+        # Threads that emulate chunks of a batch at once (io_parallel only; io_stream firmware keeps
+        # static line buffers). Not part of the artifact: the same library serves every value.
+        "threads": 1,
     }
 
     @classmethod
@@ -244,6 +249,9 @@ class HLS4MLRunner(Runner):
 
     # -- prepare -------------------------------------------------------------------------------
     def _prepare(self, model: Model, **options: Any) -> dict[str, Any]:
+        threads = options.pop("threads")
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"hls4ml option threads must be a positive integer; got {threads!r}")
         _validate_options(options)
         source = _choose_source(model, options["source"])
         import hls4ml
@@ -261,6 +269,13 @@ class HLS4MLRunner(Runner):
         self._batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
         self._batch.restype = None
         self._lock = threading.Lock()
+        # The firmware fills its activation lookup tables on the first call (static, unguarded);
+        # after that first call, io_parallel firmware has no mutable state left: chunks may run at
+        # once (ctypes releases the GIL during the call). Until then, and for io_stream, a lock.
+        self._warm = False
+        self._parallel = options["io_type"] == "io_parallel"
+        self._threads = int(threads)
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="yukti-hls4ml") if self._threads > 1 and self._parallel else None
         self._in_sizes = [int(np.prod(s)) for s in meta["input_shapes"]]
         self._out_sizes = [int(np.prod(s)) for s in meta["output_shapes"]]
         self._in_perm = _input_permutations(model, meta["input_shapes"])
@@ -288,7 +303,9 @@ class HLS4MLRunner(Runner):
             "hls4ml": hls4ml.__version__,
             "compiler": _compiler(),
             "self_check": check,
-            "thread_safe_how": "calls serialized by a lock",
+            "threads": self._threads,
+            "thread_safe_how": ("lock-free after the first call (lookup tables filled once)" if self._parallel
+                                else "calls serialized by a lock (io_stream firmware keeps static buffers)"),
         }
 
     def _self_check(self, model: Model, source: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -328,7 +345,21 @@ class HLS4MLRunner(Runner):
         outs = [np.empty((n, size), np.float32) for size in self._out_sizes]
         in_ptrs = (ctypes.c_void_p * len(ins))(*(a.ctypes.data for a in ins))
         out_ptrs = (ctypes.c_void_p * len(outs))(*(o.ctypes.data for o in outs))
-        with self._lock:
+        if not (self._warm and self._parallel):
+            with self._lock:
+                self._batch(in_ptrs, out_ptrs, n)
+                self._warm = True
+        elif self._pool is not None and n >= 2 * MIN_CHUNK:
+            bounds = np.linspace(0, n, min(self._threads, n // MIN_CHUNK) + 1).astype(int)
+
+            def chunk(start: int, stop: int) -> None:
+                ip = (ctypes.c_void_p * len(ins))(*(a[start:stop].ctypes.data for a in ins))
+                op = (ctypes.c_void_p * len(outs))(*(o[start:stop].ctypes.data for o in outs))
+                self._batch(ip, op, stop - start)
+
+            for future in [self._pool.submit(chunk, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+                future.result()
+        else:
             self._batch(in_ptrs, out_ptrs, n)
         return [o.reshape(shape) for o, shape in zip(outs, self._out_shapes)]
 

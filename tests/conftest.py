@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from zoo_variants import onnx_only
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_yukti_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -36,16 +38,6 @@ def jet_dnn_keras(isolated_yukti_dirs: None):
     return yukti.zoo.get("jet_dnn_keras")
 
 
-def onnx_only(model):
-    """The same network as a user's bare ONNX file: no torch module, so converters are exercised."""
-    import yukti
-
-    bare = yukti.load(model.onnx_bytes, name=f"{model.name}_onnx")
-    bare.data = model.data
-    return bare
-
-
-ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_keras", "jet_dnn_onnx", "cluster_cnn_onnx")
 
 
 @pytest.fixture(scope="session")

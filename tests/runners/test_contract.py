@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import yukti
-from conftest import ZOO_VARIANTS
+from zoo_variants import ZOO_VARIANTS
 from yukti import zoo
 
 BACKENDS = yukti.registry.names()

@@ -38,7 +38,8 @@ def test_batched_equals_hls4ml_predict(jet_runner, jet_dnn, tmp_path):
     from runners.hls4ml_emu import _convert
 
     x = np.ascontiguousarray(np.concatenate([jet_dnn.data.X] * 2)[:20_000])
-    hls_model = _convert(jet_dnn, "torch", jet_runner.options, tmp_path / "prj")
+    options = {k: v for k, v in jet_runner.options.items() if k != "threads"}
+    hls_model = _convert(jet_dnn, "torch", options, tmp_path / "prj")
     # hls4ml's predict() over the library the runner loaded (the same firmware, no second compile)
     hls_model._top_function_lib = ctypes.cdll.LoadLibrary(jet_runner.info["library"])
     started = time.perf_counter()
@@ -48,7 +49,15 @@ def test_batched_equals_hls4ml_predict(jet_runner, jet_dnn, tmp_path):
     got = jet_runner(x)
     batched_s = time.perf_counter() - started
     np.testing.assert_array_equal(got, expected)
-    print(f"\n20k samples: hls4ml predict() {predict_s:.3f} s, batched {batched_s:.4f} s, speed-up {predict_s / batched_s:.0f}x")
+    # chunks on two threads (the same cached library: threads is not part of the artifact)
+    threaded = yukti.runner("hls4ml", jet_dnn, threads=2)
+    assert threaded.info["artifact_path"] == jet_runner.info["artifact_path"]
+    started = time.perf_counter()
+    got_threaded = threaded(x)
+    threaded_s = time.perf_counter() - started
+    np.testing.assert_array_equal(got_threaded, expected)
+    print(f"\n20k samples: hls4ml predict() {predict_s:.3f} s, batched {batched_s:.4f} s ({predict_s / batched_s:.1f}x), "
+          f"batched on 2 threads {threaded_s:.4f} s ({predict_s / threaded_s:.1f}x)")
 
 
 def test_info_lists_layer_precisions(jet_runner):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import yukti
-from conftest import onnx_only
+from zoo_variants import onnx_only
 
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")

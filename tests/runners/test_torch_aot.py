@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import yukti
-from conftest import onnx_only
+from zoo_variants import onnx_only
 
 torch = pytest.importorskip("torch")
 if not yukti.registry.backend_info("torch_aot").available:  # pragma: no cover - depends on the torch build

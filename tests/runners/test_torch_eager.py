@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import yukti
-from conftest import onnx_only
+from zoo_variants import onnx_only
 
 pytest.importorskip("torch")
 

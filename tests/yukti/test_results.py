@@ -162,3 +162,133 @@ def test_load_keeps_append_order_within_one_second(tmp_path: Path, monkeypatch: 
     results.append(_run("later", n=1), tmp_path)
     monkeypatch.undo()
     assert list(results.load(tmp_path)["run_id"]) == ["earlier", "later"]
+
+
+# -- from_asv: asv result files in the results schema ----------------------------------------------
+# The fixtures are written in asv's on-disk format (results API version 2) and read back through
+# asv's own loader, as `asv compare` reads them.
+
+_COMMITS = {"a" * 40: 1_700_000_000_000, "b" * 40: 1_700_086_400_000}  # commit -> commit date (ms)
+_ENV = "virtualenv-py3.11-torch2.13.0"
+
+
+def _bench(name: str, kind: str, unit: str, param_names: list[str], params: list[list[str]], version: str = "1") -> dict:
+    return {"name": name, "type": kind, "unit": unit, "param_names": param_names, "params": params,
+            "version": version, "code": "", "timeout": 60}
+
+
+def _write_asv_results(folder: Path, *, version_of_results: str = "1", machine: str = "m1") -> None:
+    asv_util = pytest.importorskip("asv.util")
+    models, backends, batches = ["'jet_dnn'"], ["'cpp'", "'onnxruntime'", "'keras'"], ["1", "1024"]
+    per_batch = [models, backends, batches]
+    per_backend = [models, backends]
+    names3, names2 = ["model", "backend", "batch_size"], ["model", "backend"]
+    benchmarks = {
+        "backends.Latency.track_latency_p50_us": _bench("backends.Latency.track_latency_p50_us", "track", "µs", names3, per_batch),
+        "backends.Call.time_call": _bench("backends.Call.time_call", "time", "seconds", names3, per_batch),
+        "backends.Accuracy.track_argmax_disagreement": _bench("backends.Accuracy.track_argmax_disagreement", "track", "fraction", names2, per_backend),
+        "backends.Accuracy.track_auc_loss": _bench("backends.Accuracy.track_auc_loss", "track", "AUC", names2, per_backend),
+        "backends.PrepareMemory.peakmem_prepare": _bench("backends.PrepareMemory.peakmem_prepare", "peakmemory", "bytes", names2, per_backend),
+        "other.time_unrelated": _bench("other.time_unrelated", "time", "seconds", [], []),
+    }
+    asv_util.write_json(str(folder / "benchmarks.json"), benchmarks, api_version=2)
+    asv_util.write_json(str(folder / machine / "machine.json"),
+                        {"machine": machine, "cpu": "Test CPU", "num_cpu": "4", "os": "Linux test", "arch": "x86_64", "ram": "1"},
+                        api_version=1)
+    nan = float("nan")
+    for i, (commit, date) in enumerate(_COMMITS.items()):
+        scale = 1.0 + i  # the second commit is twice as slow
+        # order: cpp 1, cpp 1024, onnxruntime 1, onnxruntime 1024, keras 1, keras 1024
+        p50 = [2.0 * scale, 150.0 * scale, 20.0 * scale, 300.0 * scale, nan, nan]
+        call_s = [v * 1e-6 if v == v else nan for v in p50]
+        call_s[3] = None  # onnxruntime at 1024 failed in this commit's time_call
+        stats = [{"q_25": v * 0.9, "q_75": v * 1.1} if v is not None and v == v else None for v in call_s]
+        started = date + 3_600_000
+        results = {
+            "backends.Latency.track_latency_p50_us": [p50, per_batch, version_of_results, started, 1.0],
+            "backends.Call.time_call": [call_s, per_batch, version_of_results, started, 1.0,
+                                        [None] * 6, [None] * 6,
+                                        [s["q_25"] if s else None for s in stats], [s["q_75"] if s else None for s in stats]],
+            "backends.Accuracy.track_argmax_disagreement": [[0.0, 0.002, nan], per_backend, version_of_results, started, 1.0],
+            "backends.Accuracy.track_auc_loss": [[0.02, 0.021, nan], per_backend, version_of_results, started, 1.0],
+            "backends.PrepareMemory.peakmem_prepare": [[300 * 2**20, 320 * 2**20, nan], per_backend, version_of_results, started, 1.0],
+            "other.time_unrelated": [[0.5], [], version_of_results, started, 1.0],
+        }
+        data = {
+            "commit_hash": commit, "env_name": _ENV, "date": date, "python": "3.11",
+            "params": {"machine": machine, "python": "3.11", "torch": "2.13.0"}, "requirements": {"torch": "2.13.0"},
+            "env_vars": {}, "durations": {},
+            "result_columns": ["result", "params", "version", "started_at", "duration", "stats_ci_99_a",
+                               "stats_ci_99_b", "stats_q_25", "stats_q_75", "stats_number", "stats_repeat", "samples", "profile"],
+            "results": results,
+        }
+        asv_util.write_json(str(folder / machine / f"{commit[:8]}-{_ENV}.json"), data, api_version=2)
+
+
+def test_from_asv_one_row_per_commit_model_backend_batch(tmp_path: Path) -> None:
+    _write_asv_results(tmp_path)
+    frame = results.from_asv(tmp_path)
+    assert list(frame.columns[: len(COLUMNS)]) == COLUMNS
+    assert {"commit_hash", "commit_date", "asv_env", "asv_machine"} <= set(frame.columns)
+    # keras was skipped everywhere (NaN): no rows; 2 commits x 2 backends x 2 batch sizes remain
+    assert len(frame) == 8
+    assert set(frame["backend"]) == {"cpp", "onnxruntime"}
+    assert not frame.duplicated(["commit_hash", "model", "backend", "batch_size"]).any()
+    assert sorted(frame["batch_size"].unique().tolist()) == [1, 1024]
+    dates = {c: pd.Timestamp(ms, unit="ms", tz="UTC") for c, ms in _COMMITS.items()}
+    assert all(frame["commit_date"] == frame["commit_hash"].map(dates))
+    assert list(frame["git_commit"]) == list(frame["commit_hash"])
+    assert list(frame["commit_hash"]) == sorted(frame["commit_hash"])  # oldest commit first
+
+
+def test_from_asv_values_units_and_derived_scores(tmp_path: Path) -> None:
+    _write_asv_results(tmp_path)
+    frame = results.from_asv(tmp_path).set_index(["commit_hash", "backend", "batch_size"])
+    first, second = "a" * 40, "b" * 40
+    assert frame.loc[(first, "cpp", 1), "latency_p50_us"] == pytest.approx(2.0)
+    assert frame.loc[(second, "cpp", 1024), "latency_p50_us"] == pytest.approx(300.0)
+    assert frame.loc[(first, "cpp", 1), "time_call_us"] == pytest.approx(2.0)  # seconds -> µs
+    assert frame.loc[(first, "cpp", 1), "time_call_q25_us"] == pytest.approx(1.8)
+    # per-backend metrics (no batch parameter) fill every batch row of their model x backend
+    for batch in (1, 1024):
+        assert frame.loc[(first, "onnxruntime", batch), "argmax_disagreement"] == pytest.approx(0.002)
+        assert frame.loc[(first, "onnxruntime", batch), "argmax_agreement"] == pytest.approx(0.998)
+        assert frame.loc[(first, "onnxruntime", batch), "auc"] == pytest.approx(1 - 0.021)
+        assert frame.loc[(first, "onnxruntime", batch), "peakmem_prepare_mb"] == pytest.approx(320.0)
+    row = frame.loc[(first, "cpp", 1)]
+    assert row["host"] == "m1" and row["asv_machine"] == "m1" and row["asv_env"] == _ENV
+    assert row["cpu"] == "Test CPU" and row["cpu_cores"] == 4 and row["platform"] == "Linux test"
+    assert json.loads(row["packages"]) == {"torch": "2.13.0"}
+    assert row["timestamp"] == pd.Timestamp(_COMMITS[first] + 3_600_000, unit="ms", tz="UTC")
+
+
+def test_from_asv_failed_benchmark_marks_the_row(tmp_path: Path) -> None:
+    _write_asv_results(tmp_path)
+    frame = results.from_asv(tmp_path)
+    failed = frame[frame["status"] == "error"]
+    assert len(failed) == 2  # onnxruntime at 1024, in both commits
+    assert set(failed["backend"]) == {"onnxruntime"} and set(failed["batch_size"]) == {1024}
+    assert failed["time_call_us"].isna().all()
+    assert failed["latency_p50_us"].notna().all()  # what did run is kept
+    assert all("time_call" in e for e in failed["error"])
+    assert (frame.loc[frame["status"] == "ok", "error"].isna()).all()
+
+
+def test_from_asv_machine_filter_and_stale_versions(tmp_path: Path) -> None:
+    _write_asv_results(tmp_path, machine="m1")
+    assert len(results.from_asv(tmp_path, machine="m1")) == 8
+    assert len(results.from_asv(tmp_path, machine="other")) == 0
+    stale = tmp_path / "stale"
+    _write_asv_results(stale, version_of_results="0")  # results of an older suite version
+    frame = results.from_asv(stale)
+    assert len(frame) == 0 and set(COLUMNS) <= set(frame.columns)
+
+
+@pytest.mark.parametrize("make_folder", [False, True])
+def test_from_asv_missing_or_empty_results(tmp_path: Path, make_folder: bool) -> None:
+    folder = tmp_path / "results"
+    if make_folder:
+        folder.mkdir()
+    frame = results.from_asv(folder)
+    assert len(frame) == 0
+    assert list(frame.columns) == COLUMNS + results.ASV_COLUMNS

@@ -36,3 +36,14 @@ test: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# asv (airspeed velocity) over commits of main, in asv-managed virtualenvs (see asv.conf.json and
+# README.md): `make asv` measures main's latest commit; `make asv ASV_ARGS="HEAD~3..HEAD"` a range;
+# a quick look in .venv: `make asv ASV_ARGS="--python=same --quick --set-commit-hash $$(git rev-parse HEAD)"`.
+# `asv machine --yes` records this machine once (asv asks interactively otherwise).
+.PHONY: asv
+ASV_ARGS ?=
+asv: setup
+	$(VENV)/bin/asv machine --yes
+	$(VENV)/bin/asv run $(ASV_ARGS)
+	$(VENV)/bin/asv publish

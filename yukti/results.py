@@ -92,3 +92,151 @@ def fingerprint_of(run: pd.DataFrame) -> dict[str, object]:
         "python": first.get("python"), "platform": first.get("platform"), "git_commit": first.get("git_commit"),
         "packages": json.loads(packages) if isinstance(packages, str) else packages,
     }
+
+
+# -- asv results --------------------------------------------------------------------------------
+# Columns from_asv adds to the schema: which commit a row measured, when that commit was made, and
+# the asv environment and machine the numbers came from.
+ASV_COLUMNS = ["commit_hash", "commit_date", "asv_env", "asv_machine"]
+
+
+def _asv_metric(function: str, value: float | None) -> dict[str, float | None]:
+    """Schema columns for one asv benchmark value, named after the benchmark function.
+
+    `track_<column>` carries a schema column as it is (latency_p50_us, throughput_per_s, ...);
+    the suite tracks losses where asv needs lower-is-better, and the scores are derived back:
+    `argmax_disagreement` -> argmax_agreement, `auc_loss` -> auc. `time_<name>` (seconds per
+    call) becomes `time_<name>_us`; `peakmem_<name>`/`mem_<name>` (bytes) become `..._mb`."""
+    kind, _, name = function.partition("_")
+    if kind == "track":
+        out: dict[str, float | None] = {name: value}
+        if name == "argmax_disagreement":
+            out["argmax_agreement"] = None if value is None else 1.0 - value
+        elif name == "auc_loss":
+            out["auc"] = None if value is None else 1.0 - value
+        return out
+    if kind == "time":
+        return {f"time_{name}_us": None if value is None else value * 1e6}
+    if kind in ("peakmem", "mem"):
+        return {f"{kind}_{name}_mb": None if value is None else value / 2**20}
+    return {}
+
+
+def from_asv(results_dir: str | os.PathLike, *, machine: str | None = None) -> pd.DataFrame:
+    """asv results (`results_dir` as in asv.conf.json) in the schema of `yukti.benchmark`.
+
+    One row per commit x asv environment x model x backend x batch size, with `commit_hash`,
+    `commit_date` (the commit's date as asv recorded it), `asv_env`, `asv_machine`; `git_commit`
+    repeats the hash. Benchmarks without a batch size parameter (accuracy, build cost) fill every
+    batch row of their model x backend. A combination asv skipped everywhere has no row; one whose
+    benchmark failed has `status="error"` and the failed benchmarks in `error`. Only results whose
+    benchmark version matches `benchmarks.json` count, as in `asv compare`. A missing or empty
+    results folder gives an empty frame with the columns.
+    """
+    import ast
+    import itertools
+    from types import SimpleNamespace
+
+    folder = Path(results_dir)
+    empty = conform(pd.DataFrame(columns=COLUMNS + ASV_COLUMNS))
+    if not (folder / "benchmarks.json").is_file():
+        return empty
+    from asv import util as asv_util
+    from asv.benchmarks import Benchmarks
+    from asv.machine import Machine
+    from asv.results import iter_results
+
+    # Benchmarks.load reads only these two attributes of asv's Config.
+    benchmarks = Benchmarks.load(SimpleNamespace(results_dir=str(folder), benchmark_dir=str(folder)))
+    root = folder / machine if machine else folder
+    if not root.is_dir():
+        return empty
+
+    rows: dict[tuple, dict[str, object]] = {}
+    per_backend: dict[tuple, dict[str, object]] = {}  # metrics without batch size, broadcast below
+    for result in iter_results(str(root)):
+        machine_name = result.params.get("machine")
+        facts = dict(result.params)
+        machine_file = folder / str(machine_name) / "machine.json"
+        if machine_file.is_file():  # cpu/os/num_cpu, when the results do not repeat them
+            facts = {**asv_util.load_json(str(machine_file), api_version=Machine.api_version), **facts}
+        requirements = {k: v for k, v in result.params.items()
+                        if k not in ("machine", "python", "arch", "cpu", "num_cpu", "os", "ram")}
+        common = {
+            "commit_hash": result.commit_hash, "git_commit": result.commit_hash,
+            "commit_date": pd.Timestamp(result.date, unit="ms", tz="UTC") if result.date else pd.NaT,
+            "asv_env": result.env_name, "asv_machine": machine_name, "host": machine_name,
+            "cpu": facts.get("cpu") or None, "cpu_cores": _int_or_none(facts.get("num_cpu")),
+            "python": facts.get("python"), "platform": facts.get("os") or None, "packages": requirements,
+            "run_id": f"asv-{result.commit_hash[:12]}-{result.env_name}", "source": "asv",
+        }
+        for name in sorted(result.get_result_keys(benchmarks)):
+            meta = benchmarks[name]
+            param_names = list(meta.get("param_names") or [])
+            function = name.rsplit(".", 1)[-1]
+            if "model" not in param_names or "backend" not in param_names or not _asv_metric(function, 0.0):
+                continue  # not a model x backend benchmark of the suite
+            params = result.get_result_params(name)
+            values = result.get_result_value(name, params)
+            stats = result.get_result_stats(name, params)
+            started = result.started_at.get(name)
+            for combo, value, stat in zip(itertools.product(*params), values, stats):
+                named = dict(zip(param_names, (ast.literal_eval(p) for p in combo)))
+                if value is not None and _isnan(value):
+                    continue  # asv: skipped (NotImplementedError in setup)
+                group = (result.commit_hash, result.env_name, machine_name, named["model"], named["backend"])
+                metrics = _asv_metric(function, None if value is None else float(value))
+                if value is not None and function.startswith("time_") and stat:
+                    base = next(iter(metrics))[: -len("_us")]
+                    metrics[f"{base}_q25_us"] = stat["q_25"] * 1e6
+                    metrics[f"{base}_q75_us"] = stat["q_75"] * 1e6
+                if "batch_size" in named:
+                    target = rows.setdefault(group + (int(named["batch_size"]),), {
+                        **common, "model": named["model"], "backend": named["backend"],
+                        "batch_size": int(named["batch_size"]), "_failed": []})
+                else:
+                    target = per_backend.setdefault(group, {"_failed": []})
+                target.update(metrics)
+                if value is None:
+                    target["_failed"].append(function)
+                if started is not None:
+                    stamp = pd.Timestamp(started, unit="ms", tz="UTC")
+                    target["timestamp"] = min(stamp, target.get("timestamp", stamp))
+                if "batch_size" not in named:
+                    target["_common"] = common
+
+    for group, metrics in per_backend.items():
+        targets = [row for key, row in rows.items() if key[:5] == group]
+        if not targets:  # only per-backend metrics (e.g. no batch was timed): one row, no batch size
+            targets = [rows.setdefault(group + (None,), {**metrics["_common"], "model": group[3], "backend": group[4],
+                                                          "batch_size": pd.NA, "_failed": []})]
+        for row in targets:
+            failed = row["_failed"] + metrics["_failed"]
+            row.update({k: v for k, v in metrics.items() if not k.startswith("_")})
+            row["_failed"] = failed
+    if not rows:
+        return empty
+    records = []
+    for row in rows.values():
+        failed = row.pop("_failed")
+        row["status"] = "error" if failed else "ok"
+        row["error"] = f"asv benchmark(s) failed: {', '.join(sorted(set(failed)))}" if failed else None
+        records.append(row)
+    frame = conform(pd.DataFrame(records))
+    for column in ASV_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    frame["batch_size"] = frame["batch_size"].astype("Int64")
+    order = ["commit_date", "commit_hash", "asv_env", "model", "backend", "batch_size"]
+    return frame.sort_values(order, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def _isnan(value: object) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,382 @@
+"""asv suite: latency, throughput, accuracy and build cost of every backend, tracked over commits.
+
+Layout (the numpy/scipy way): every class is parameterized over model x backend [x batch_size].
+`_EngineRun.setup_cache` runs the Yukti engine (`yukti.benchmark`) once per asv run; every class
+inherits that one function, so asv runs it once (it keys the cache by the function's module and
+line) and hands its result to each benchmark:
+
+- `Latency`, `NativeLatency`: the engine's per-call percentiles (asv's own samples are means over
+  `number` calls, not per-request percentiles) and throughput, as `track_*` with a unit;
+- `Accuracy`: losses against the `reference` backend, so that lower is better as asv assumes;
+- `Build`, `ArtifactSize`: preparation seconds from a cold artifact cache, artifact bytes;
+- `Call.time_call`: asv's own timing of one user-facing call `run(x)`;
+- `PrepareMemory.peakmem_prepare`: peak RSS of a process that prepares the backend cold.
+
+A backend that is not registered (older commits), not available here, or refuses the model is
+skipped the asv way: `setup` raises NotImplementedError. A backend that fails is a failure (asv
+records null), not a skip. Frameworks are imported only inside `setup`, for the combination that
+needs them; importing this module costs nothing beyond the standard library.
+
+The parameter lists must not depend on what is installed: asv discovers them once and then runs
+each combination by index in the environment of every commit. They can be narrowed for quick
+runs through environment variables (asv passes the environment through):
+YUKTI_ASV_MODELS, YUKTI_ASV_BACKENDS, YUKTI_ASV_BATCHES (comma-separated), YUKTI_ASV_TIME_BUDGET
+(engine seconds per backend x batch). YUKTI_ASV_CACHE is where the zoo models are cached between
+runs (default: .asv/yukti-cache beside asv.conf.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+Record = dict[str, Any]
+Cache = dict[str, Any]
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = os.environ.get(name, "").strip()
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
+
+
+MODELS = _env_list("YUKTI_ASV_MODELS", ("jet_dnn", "cluster_cnn"))
+# Every backend Yukti ships, fixed: a commit that lacks one skips it rather than shifting indices.
+BACKENDS = _env_list("YUKTI_ASV_BACKENDS", ("reference", "onnxruntime", "torch", "cpp", "torch_aot", "hls4ml", "keras"))
+BATCH_SIZES = tuple(int(b) for b in _env_list("YUKTI_ASV_BATCHES", ("1", "1024")))
+REFERENCE = "reference"
+# The reference evaluator is ONNX's pure-Python interpreter, the accuracy yardstick: it is timed at
+# the smallest batch only (a batch of 1024 cluster maps takes seconds per call there).
+REFERENCE_BATCHES = BATCH_SIZES[:1]
+# Pinned so that editing the suite's code does not hide earlier results (asv would otherwise
+# version each benchmark by its source). Bump it when a metric's meaning changes.
+SUITE_VERSION = "1"
+
+
+def _time_budget_s() -> float:
+    return float(os.environ.get("YUKTI_ASV_TIME_BUDGET", "0.5"))
+
+
+def _conf_dir() -> Path:
+    # asv runs each benchmark in a temporary folder and sets ASV_CONF_DIR; fall back to this file.
+    return Path(os.environ.get("ASV_CONF_DIR") or Path(__file__).resolve().parents[1])
+
+
+def zoo_cache_dir() -> Path:
+    """Where trained zoo models live across asv runs, so consecutive commits train them once."""
+    return Path(os.environ.get("YUKTI_ASV_CACHE") or _conf_dir() / ".asv" / "yukti-cache")
+
+
+def _plain(value: Any) -> Any:
+    """A plain Python value (NaN -> None): the pickled setup_cache result must load without
+    pandas or numpy, so that the many small `track_*` processes import nothing heavy."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return str(value)
+
+
+def _registered_status(names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    """(backends the engine can measure, {backend: why not} for the others)."""
+    from yukti import registry
+
+    registered = set(registry.names())
+    runnable, refused = [], {}
+    for name in names:
+        if name not in registered:
+            refused[name] = f"backend {name!r} is not registered in this commit's yukti"
+            continue
+        try:
+            info = registry.backend_info(name)
+        except Exception as exc:  # older commits raise for broken plugins instead of reporting them
+            refused[name] = f"backend {name!r} cannot be loaded: {type(exc).__name__}: {exc}"
+            continue
+        if info.available:
+            runnable.append(name)
+        else:
+            refused[name] = f"backend {name!r} is not available: {info.reason}"
+    return runnable, refused
+
+
+def _engine_rows(model: Any, backends: list[str], batches: tuple[int, ...], artifacts: Path) -> list[Record]:
+    import yukti
+    from yukti.engine import TimingPolicy
+
+    # A fresh artifact cache per model: prepare_s is the cold cost (convert, generate, compile),
+    # and the artifacts then serve the `Call` benchmarks of this run without recompiling.
+    previous = os.environ.get("YUKTI_CACHE_DIR")
+    os.environ["YUKTI_CACHE_DIR"] = str(artifacts)
+    try:
+        # Fewer calls than the CLI's default (100): a full run over one commit must fit in ~15
+        # minutes on 2 cores, and slow backends at batch 1024 take milliseconds per call.
+        policy = TimingPolicy(time_budget_s=_time_budget_s(), min_calls=50, warmup_calls=5)
+        frame = yukti.benchmark(model, backends=backends, batch_sizes=batches, threads=1, policy=policy, store=False)
+    finally:
+        if previous is None:
+            os.environ.pop("YUKTI_CACHE_DIR", None)
+        else:
+            os.environ["YUKTI_CACHE_DIR"] = previous
+    rows = []
+    for row in frame.to_dict("records"):
+        record = {k: _plain(v) for k, v in row.items() if not isinstance(v, (dict, list))}
+        options = row.get("options")
+        record["options"] = json.loads(options) if isinstance(options, str) else (options or {})
+        rows.append(record)
+    return rows
+
+
+class _EngineRun:
+    """Base of every class: the shared engine run and the skip/failure rules."""
+
+    version = SUITE_VERSION
+    timeout = 600.0  # per benchmark process: `Call`'s setup imports a framework and loads artifacts
+
+    def setup_cache(self) -> Cache:
+        """One engine run over every model x backend x batch size (cwd: asv's cache folder, kept
+        until every benchmark of this run has used it)."""
+        from yukti import zoo
+        from yukti.cache import ArtifactCache
+
+        runnable, refused = _registered_status(BACKENDS)
+        zoo_cache = zoo_cache_dir()
+        records: dict[tuple[str, str, int], Record] = {}
+        artifacts: dict[str, str] = {}
+        models: dict[str, str] = {}
+        for model_name in MODELS:
+            if model_name not in zoo.names():
+                models[model_name] = f"model {model_name!r} is not in this commit's zoo"
+                continue
+            model = zoo.get(model_name, cache=ArtifactCache(zoo_cache))
+            folder = Path(tempfile.mkdtemp(prefix=f"artifacts-{model_name}-", dir=os.getcwd()))
+            artifacts[model_name] = str(folder)
+            rows = []
+            if REFERENCE in runnable:
+                rows += _engine_rows(model, [REFERENCE], REFERENCE_BATCHES, folder)
+            others = [b for b in runnable if b != REFERENCE]
+            if others:
+                rows += _engine_rows(model, others, BATCH_SIZES, folder)
+            for row in rows:
+                records[(model_name, row["backend"], int(row["batch_size"]))] = row
+        return {"records": records, "refused": refused, "models": models, "artifacts": artifacts,
+                "zoo_cache": str(zoo_cache)}
+
+    setup_cache.timeout = 3600  # type: ignore[attr-defined]  # asv reads the timeout from the function
+
+    @staticmethod
+    def record(cache: Cache, model: str, backend: str, batch_size: int | None = None) -> Record:
+        """The engine's row, or NotImplementedError (asv: skipped) / RuntimeError (asv: failed)."""
+        if model in cache["models"]:
+            raise NotImplementedError(cache["models"][model])
+        if backend in cache["refused"]:
+            raise NotImplementedError(cache["refused"][backend])
+        if batch_size is None:  # per-backend metrics: any batch's row carries them
+            rows = [r for (m, b, _), r in sorted(cache["records"].items(), key=lambda kv: kv[0][2])
+                    if m == model and b == backend]
+            rows.sort(key=lambda r: r["status"] != "ok")
+            row = rows[0] if rows else None
+        else:
+            row = cache["records"].get((model, backend, batch_size))
+        if row is None:
+            raise NotImplementedError(f"{backend} is not timed at batch {batch_size} (see REFERENCE_BATCHES)")
+        if row["status"] in ("unavailable", "unsupported"):
+            raise NotImplementedError(f"{backend} on {model}: {row['status']}: {row.get('error')}")
+        if row["status"] != "ok" and row.get("prepare_s") is None:
+            raise RuntimeError(f"{backend} on {model} failed in the engine: {row.get('error')}")
+        if batch_size is not None and row["status"] != "ok":
+            raise RuntimeError(f"{backend} on {model} at batch {batch_size} failed in the engine: {row.get('error')}")
+        return row
+
+    @staticmethod
+    def value(row: Record, column: str) -> float:
+        value = row.get(column)
+        if value is None:
+            raise RuntimeError(f"the engine reported no {column} for {row.get('backend')} on {row.get('model')}")
+        return float(value)
+
+
+def _with_unit(unit: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    def mark(function: Callable[..., float]) -> Callable[..., float]:
+        function.unit = unit  # type: ignore[attr-defined]
+        return function
+
+    return mark
+
+
+class Latency(_EngineRun):
+    """Per-call latency percentiles and throughput of the user-facing call, from the engine."""
+
+    params = [list(MODELS), list(BACKENDS), list(BATCH_SIZES)]
+    param_names = ["model", "backend", "batch_size"]
+
+    def setup(self, cache: Cache, model: str, backend: str, batch_size: int) -> None:
+        self.row = self.record(cache, model, backend, batch_size)
+
+    @_with_unit("µs")
+    def track_latency_p50_us(self, cache: Cache, model: str, backend: str, batch_size: int) -> float:
+        return self.value(self.row, "latency_p50_us")
+
+    @_with_unit("µs")
+    def track_latency_p99_us(self, cache: Cache, model: str, backend: str, batch_size: int) -> float:
+        return self.value(self.row, "latency_p99_us")
+
+    # Higher is better here, unlike everything else in the suite: `asv compare` reports a
+    # throughput gain as a regression (asv 0.6.6 has no per-benchmark direction). Read its sign.
+    @_with_unit("samples/s")
+    def track_throughput_per_s(self, cache: Cache, model: str, backend: str, batch_size: int) -> float:
+        return self.value(self.row, "throughput_per_s")
+
+
+class NativeLatency(_EngineRun):
+    """Median per-call time measured by the backend itself, without Python (cpp's time_infer)."""
+
+    params = [list(MODELS), list(BACKENDS), list(BATCH_SIZES)]
+    param_names = ["model", "backend", "batch_size"]
+
+    def setup(self, cache: Cache, model: str, backend: str, batch_size: int) -> None:
+        self.row = self.record(cache, model, backend, batch_size)
+        if self.row.get("latency_native_p50_us") is None:
+            raise NotImplementedError(f"{backend} does not time itself natively")
+
+    @_with_unit("µs")
+    def track_latency_native_p50_us(self, cache: Cache, model: str, backend: str, batch_size: int) -> float:
+        return self.value(self.row, "latency_native_p50_us")
+
+
+class Accuracy(_EngineRun):
+    """Losses against the reference backend on the model's evaluation set (lower is better)."""
+
+    params = [list(MODELS), list(BACKENDS)]
+    param_names = ["model", "backend"]
+
+    def setup(self, cache: Cache, model: str, backend: str) -> None:
+        self.row = self.record(cache, model, backend)
+        self.reference_auc: float | None = None
+        if backend != REFERENCE:
+            try:
+                self.reference_auc = self.record(cache, model, REFERENCE).get("auc")
+            except (NotImplementedError, RuntimeError):
+                pass
+        else:
+            self.reference_auc = self.row.get("auc")
+
+    @_with_unit("fraction")
+    def track_argmax_disagreement(self, cache: Cache, model: str, backend: str) -> float:
+        return 1.0 - self.value(self.row, "argmax_agreement")
+
+    @_with_unit("output units")
+    def track_max_abs_diff(self, cache: Cache, model: str, backend: str) -> float:
+        return self.value(self.row, "max_abs_diff")
+
+    @_with_unit("AUC")
+    def track_auc_loss(self, cache: Cache, model: str, backend: str) -> float:
+        """1 - ROC AUC of the signal class: the model's physics quality as a loss."""
+        return 1.0 - self.value(self.row, "auc")
+
+    @_with_unit("AUC")
+    def track_auc_drop(self, cache: Cache, model: str, backend: str) -> float:
+        """AUC of the reference minus this backend's (0 for the reference itself)."""
+        if self.reference_auc is None:
+            raise RuntimeError("the reference backend's AUC is missing, so no AUC drop can be computed")
+        return float(self.reference_auc) - self.value(self.row, "auc")
+
+
+class Build(_EngineRun):
+    """Preparation (convert/generate/compile) seconds from a cold artifact cache."""
+
+    params = [list(MODELS), list(BACKENDS)]
+    param_names = ["model", "backend"]
+
+    def setup(self, cache: Cache, model: str, backend: str) -> None:
+        self.row = self.record(cache, model, backend)
+
+    @_with_unit("s")
+    def track_prepare_s(self, cache: Cache, model: str, backend: str) -> float:
+        return self.value(self.row, "prepare_s")
+
+
+class ArtifactSize(_EngineRun):
+    """Bytes of the prepared artifact (library, package, model file) in the cache."""
+
+    params = [list(MODELS), list(BACKENDS)]
+    param_names = ["model", "backend"]
+
+    def setup(self, cache: Cache, model: str, backend: str) -> None:
+        self.row = self.record(cache, model, backend)
+        if self.row.get("artifact_bytes") is None:
+            raise NotImplementedError(f"{backend} keeps no artifact on disk")
+
+    @_with_unit("bytes")
+    def track_artifact_bytes(self, cache: Cache, model: str, backend: str) -> float:
+        return self.value(self.row, "artifact_bytes")
+
+
+def _load_model(cache: Cache, model: str) -> Any:
+    from yukti import zoo
+    from yukti.cache import ArtifactCache
+
+    return zoo.get(model, cache=ArtifactCache(cache["zoo_cache"]))
+
+
+class Call(_EngineRun):
+    """asv's timing of one call `run(x)`, validation included, as users call it."""
+
+    params = [list(MODELS), list(BACKENDS), list(BATCH_SIZES)]
+    param_names = ["model", "backend", "batch_size"]
+    # One round instead of asv's two: each process pays a framework import and an artifact load
+    # (seconds), and a full run over one commit must stay within ~15 minutes on 2 cores.
+    rounds = 1
+
+    def setup(self, cache: Cache, model: str, backend: str, batch_size: int) -> None:
+        row = self.record(cache, model, backend, batch_size)
+        from yukti import registry
+        from yukti.engine import batch_of, resolve_data
+
+        loaded = _load_model(cache, model)
+        # The run's artifacts: the runner loads what setup_cache compiled instead of compiling again.
+        os.environ["YUKTI_CACHE_DIR"] = cache["artifacts"][model]
+        self.run = registry.runner(backend, loaded, **row["options"])
+        _, arrays = resolve_data(loaded, None, 20_000)
+        inputs = batch_of(arrays, batch_size)
+        self.x = inputs[0] if len(inputs) == 1 else inputs  # the bare array, as the engine calls it
+        self.run(self.x)  # first-call costs (lazy initialisation) stay out of the samples
+
+    def time_call(self, cache: Cache, model: str, backend: str, batch_size: int) -> None:
+        self.run(self.x)
+
+
+class PrepareMemory(_EngineRun):
+    """Peak resident memory of a fresh process that loads the model and prepares the backend cold.
+
+    asv reports the process's high-water mark: the model loading in `setup` (torch is imported by
+    the zoo) is the floor under it. Compilers run as child processes are not counted."""
+
+    params = [list(MODELS), list(BACKENDS)]
+    param_names = ["model", "backend"]
+
+    def setup(self, cache: Cache, model: str, backend: str) -> None:
+        self.options = self.record(cache, model, backend)["options"]
+        self.model = _load_model(cache, model)
+        self.folder = tempfile.mkdtemp(prefix="yukti-asv-cold-")
+        os.environ["YUKTI_CACHE_DIR"] = self.folder
+
+    def teardown(self, cache: Cache, model: str, backend: str) -> None:
+        # asv calls teardown after a skipped setup too, when there is no folder yet.
+        if getattr(self, "folder", None):
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def peakmem_prepare(self, cache: Cache, model: str, backend: str) -> None:
+        from yukti import registry
+
+        registry.runner(backend, self.model, **self.options)

@@ -33,6 +33,8 @@ fig = charts.metric_chart(series, "commit", metric, log_y=data.METRICS.get(metri
                           hover=["commit_hash", "commit_date"], category_orders=order, x_title="commit (oldest first)",
                           title=f"{model} · batch {batch}: {data.metric_label(metric)}")
 charts.add_flags(fig, flags, "commit", metric)
+# a short hash made only of digits (e.g. 7319632) would turn the axis numeric: commits are categories
+fig.update_xaxes(type="category", categoryorder="array", categoryarray=order["commit"])
 st.plotly_chart(fig, key="history_chart")
 better = "higher" if metric in data.METRICS and data.METRICS[metric].higher_is_better else "lower"
 st.caption(f"{series['commit'].nunique()} commit(s) in `{results_dir}` · {better} is better")

@@ -81,6 +81,9 @@ def test_history_page_flags_the_regression(fixture_store: Path, fake_asv: pd.Dat
     assert {"cpp", "onnxruntime", "regression"} <= set(trace_names(fig))
     flag_trace = next(t for t in fig["data"] if t["name"] == "regression")
     assert flag_trace["x"] == ["cccc3333"]
+    # commits are categories in date order, even a hash of digits only (7319632 once made it numeric)
+    assert fig["layout"]["xaxis"]["type"] == "category"
+    assert len(fig["layout"]["xaxis"]["categoryarray"]) == fake_asv["commit_hash"].nunique()
     line = next(t for t in fig["data"] if t["name"] == "cpp")
     assert "commit_hash" in line["hovertemplate"] and "commit_date" in line["hovertemplate"]
     assert at.error and "1 step" in at.error[0].value

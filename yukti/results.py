@@ -87,8 +87,9 @@ def fingerprint_of(run: pd.DataFrame) -> dict[str, object]:
     """The environment a run was measured in (host, CPU, Python, packages, commit)."""
     first = run.iloc[0]
     packages = first.get("packages")
-    return {
-        "host": first.get("host"), "cpu": first.get("cpu"), "cpu_cores": first.get("cpu_cores"),
+    cores = first.get("cpu_cores")
+    return {  # plain Python values: numpy scalars would show as "np.int64(2)" in JSON views
+        "host": first.get("host"), "cpu": first.get("cpu"), "cpu_cores": None if pd.isna(cores) else int(cores),
         "python": first.get("python"), "platform": first.get("platform"), "git_commit": first.get("git_commit"),
         "packages": json.loads(packages) if isinstance(packages, str) else packages,
     }

@@ -148,6 +148,7 @@ def test_fingerprint_of_returns_packages_dict(tmp_path: Path) -> None:
     assert fp["cpu"] == "Test CPU"
     assert fp["python"] == "3.12.0"
     assert fp["git_commit"] == "abc123"
+    json.dumps(fp)  # plain values only (a numpy int once showed as "np.int64(2)" on the Runs page)
     assert fp["cpu_cores"] == 4
     # an in-memory run with the dict itself works too
     assert results.fingerprint_of(run)["packages"] == run["packages"].iloc[0]

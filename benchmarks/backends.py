@@ -44,7 +44,8 @@ def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip()) if value else default
 
 
-MODELS = _env_list("YUKTI_ASV_MODELS", ("jet_dnn", "cluster_cnn"))
+# jet_dnn_keras: the Keras twin, so the keras backend (which runs only Keras-trained models) is tracked too
+MODELS = _env_list("YUKTI_ASV_MODELS", ("jet_dnn", "jet_dnn_keras", "cluster_cnn"))
 # Every backend Yukti ships, fixed: a commit that lacks one skips it rather than shifting indices.
 BACKENDS = _env_list("YUKTI_ASV_BACKENDS", ("reference", "onnxruntime", "torch", "cpp", "torch_aot", "hls4ml", "keras"))
 BATCH_SIZES = tuple(int(b) for b in _env_list("YUKTI_ASV_BATCHES", ("1", "1024")))

@@ -560,21 +560,11 @@ def _check_sample(model: Model) -> list[np.ndarray]:
 
 
 def _float_reference(model: Model, x: list[np.ndarray]) -> list[np.ndarray]:
-    if model.torch_module is not None:
-        import torch
+    """The float network's outputs: the `reference` backend on the original model when there is one."""
+    from yukti import registry
 
-        with torch.inference_mode():
-            out = model.torch_module.eval()(*(torch.from_numpy(a) for a in x))
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [o.detach().cpu().numpy() for o in outs]
-    if model.keras_model is not None:
-        out = model.keras_model(x[0] if len(x) == 1 else x, training=False)
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [np.asarray(o) for o in outs]
-    from onnx.reference import ReferenceEvaluator
-
-    names = [s.name for s in model.inputs]
-    return ReferenceEvaluator(model.onnx).run(None, dict(zip(names, x)))
+    source = "original" if model.torch_module is not None or model.keras_model is not None else "onnx"
+    return registry.runner("reference", model, source=source).run_validated(x)
 
 
 def _float_activations(model: Model, source: str, hls_model: Any, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -134,13 +134,9 @@ def _apply_threads(tf: Any, threads: Any) -> dict[str, Any]:
     """
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"keras option threads must be a positive integer; got {threads!r}")
-    refused = []
-    for which, setter, want in (("intra-op", tf.config.threading.set_intra_op_parallelism_threads, int(threads)),
-                                ("inter-op", tf.config.threading.set_inter_op_parallelism_threads, 1)):
-        try:
-            setter(want)
-        except RuntimeError:
-            refused.append(which)
+    from yukti.engine import pin_tensorflow_threads  # the engine sizes the pools the same way before loading
+
+    applied = pin_tensorflow_threads(int(threads))
     intra = tf.config.threading.get_intra_op_parallelism_threads()
     inter = tf.config.threading.get_inter_op_parallelism_threads()
     intra_used, inter_used = intra or os.cpu_count() or 0, inter or os.cpu_count() or 0
@@ -151,9 +147,9 @@ def _apply_threads(tf: Any, threads: Any) -> dict[str, Any]:
         "threads_applied": intra_used == int(threads),
         "threads_effective": intra_used,  # the engine records this in the results' threads column
     }
-    if refused and (intra_used != int(threads) or inter_used != 1):
+    if not applied and (intra_used != int(threads) or inter_used != 1):
         info["threads_note"] = (
-            f"TensorFlow was already initialised in this process, so its {' and '.join(refused)} thread pool(s) "
+            "TensorFlow was already initialised in this process, so its thread pools "
             f"could not be changed: it uses {intra_used} intra-op and {inter_used} inter-op thread(s) "
             f"(0 configured means TensorFlow's default, all cores) where {int(threads)} and 1 were asked for"
         )

@@ -38,6 +38,7 @@ from yukti.cache import ArtifactCache
 from yukti.errors import UnsupportedModelError, YuktiError
 from yukti.model import Model
 from yukti.runner import Runner, Support, import_status, package_version
+from yukti.safe_names import C_IDENTIFIER, sanitized_onnx
 
 # Practical size: Vivado HLS refuses to unroll more than 4096 multiplications of one layer kernel
 # (maintainers in fastmachinelearning/hls4ml#1013: "with Vivado HLS the limit is 4,096"). A layer
@@ -122,7 +123,8 @@ def _clean_onnx(model: Model) -> Any:
     from qonnx.transformation.gemm_to_matmul import GemmToMatMul
     from qonnx.util.cleanup import cleanup_model
 
-    wrapper = cleanup_model(ModelWrapper(model.onnx), override_inpsize=1)
+    # qonnx and hls4ml turn node and tensor names into C++: derived identifiers only (safe_names)
+    wrapper = cleanup_model(ModelWrapper(sanitized_onnx(model.onnx)), override_inpsize=1)
     wrapper = wrapper.transform(ConvertToChannelsLastAndClean())
     wrapper = wrapper.transform(GemmToMatMul())
     wrapper = cleanup_model(wrapper)
@@ -436,6 +438,14 @@ def _convert(model: Model, source: str, options: dict[str, Any], output_dir: Pat
         last = f" (last hls4ml output: {' | '.join(log)})" if log else ""
         raise UnsupportedModelError(f"hls4ml could not convert model {model.name!r} from {source}: {type(exc).__name__}: {exc}{last}") from exc
     names = {layer.name for layer in hls_model.get_layers()}
+    # hls4ml writes layer and tensor names into C++ as they are. ONNX names were sanitized above; a
+    # Keras or torch model's own names must already be C identifiers (checked, never escaped).
+    written = [*names, *(v.name for v in hls_model.get_input_variables()), *(v.name for v in hls_model.get_output_variables()),
+               *(name for layer in hls_model.get_layers() for name in layer.outputs)]
+    unsafe = sorted({name for name in written if not C_IDENTIFIER.fullmatch(str(name))})
+    if unsafe:
+        raise UnsupportedModelError(f"hls4ml writes layer and tensor names into C++; these are not C identifiers "
+                                    f"([A-Za-z_][A-Za-z0-9_]*): {[str(n)[:80] for n in unsafe[:5]]}; rename the layers")
     unknown = sorted(set(options["layer_precision"] or {}) - names)
     if unknown:
         raise ValueError(f"hls4ml layer_precision names unknown layer(s) {unknown}; the layers are {sorted(names)}")

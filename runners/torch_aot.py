@@ -23,6 +23,7 @@ from yukti.cache import ArtifactCache
 from yukti.errors import BackendUnavailableError, InputError, UnsupportedModelError, YuktiError
 from yukti.model import Model
 from yukti.runner import Runner, Support, import_status, package_version
+from yukti.safe_names import sanitized_onnx
 
 PACKAGE = "model.pt2"
 # Bumped when the way a package is built changes, so old cache entries are not reused.
@@ -139,7 +140,7 @@ class TorchAOTRunner(Runner):
         }
 
         def build(tmp: Path) -> None:
-            module = model.torch_module if origin == "original module" else _import_onnx2torch().convert(model.onnx)
+            module = model.torch_module if origin == "original module" else _import_onnx2torch().convert(sanitized_onnx(model.onnx))
             target = torch.device(device)
             tensors = [*module.parameters(), *module.buffers()]
             if any(t.device.type != target.type for t in tensors):

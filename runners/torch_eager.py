@@ -17,6 +17,7 @@ import numpy as np
 
 from yukti.model import Model
 from yukti.runner import Runner, Support, import_status, package_version
+from yukti.safe_names import sanitized_onnx
 
 # onnx2torch imports torchvision at import time for its NonMaxSuppression and RoiAlign converters
 # only; PyPI's torchvision does not load beside the CPU torch wheel these machines use. Those two
@@ -103,7 +104,8 @@ class TorchEagerRunner(Runner):
         if model.torch_module is not None and source in ("auto", "module"):
             module, origin = model.torch_module, "original module"
         else:
-            module, origin = _import_onnx2torch().convert(model.onnx), "onnx2torch"
+            # torch.fx writes module names into Python source: hand it derived identifiers only
+            module, origin = _import_onnx2torch().convert(sanitized_onnx(model.onnx)), "onnx2torch"
         target = torch.device(device)
         if any(t.device.type != target.type for t in [*module.parameters(), *module.buffers()]):
             module = copy.deepcopy(module).to(target)  # leave the user's module on its own device

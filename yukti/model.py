@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import onnx
 
-from yukti.errors import InputError, ModelLoadError
+from yukti import limits
+from yukti.errors import InputError, ModelLoadError, UnsupportedModelError
 
 if TYPE_CHECKING:  # pragma: no cover
     from yukti.datasets import Dataset
@@ -302,9 +303,13 @@ def from_onnx(data: bytes, *, name: str = "model", origin: str = "bytes", **extr
         raise ModelLoadError(f"{what} is not a usable ONNX model (expected a graph with nodes and outputs; the file may be truncated or not ONNX)")
     try:
         onnx.checker.check_model(proto)
-        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     except Exception as exc:
         raise ModelLoadError(f"{what} failed ONNX validation (truncated or malformed?): {exc}") from None
+    try:  # before any backend folds or converts anything: a tiny file may describe gigabytes
+        limits.check_bounds(inferred, what=what)
+    except UnsupportedModelError as exc:
+        raise ModelLoadError(str(exc)) from None
     initializers = {init.name for init in proto.graph.initializer}
     inputs = _specs_from_value_infos(proto.graph.input, skip=initializers)
     outputs = _specs_from_value_infos(proto.graph.output)

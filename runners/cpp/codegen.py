@@ -4,6 +4,10 @@ The graph runs tile by tile (`kTile` samples at a time) so every intermediate li
 planned here, sized for a tile, on the stack of the calling thread: no heap allocation and no
 mutable global state in `infer`, hence calls from several threads are safe. Each operator's code
 comes from its emitter (runners/cpp/ops/), a pure function of the node and the shapes.
+
+Names: the IR's names are derived identifiers already (ir.from_onnx sanitizes the model), and the
+text of a comment passes `safe_comment` as well; the only human-readable names in the output are
+the model's input and output names, as escaped string literals (`c_string_literal`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import numpy as np
 
 from runners.cpp import ir
 from runners.cpp.ops import ALIASING_OPS, EMITTERS, c_float
+from yukti import limits
 from yukti.errors import UnsupportedModelError
+from yukti.safe_names import c_string_literal, identifier, is_identifier, safe_comment
 
 ALIGN_FLOATS = 16  # 64 bytes
+MAX_FLOAT_LITERAL_BYTES = 20  # "-0x1.fffffep+127f, ": the longest weight as text
 ARENA_TARGET_FLOATS = 48 * 1024  # ~192 KiB per tile: stays within L2 on current CPUs
 MAX_TILE = 64
 
@@ -28,6 +35,7 @@ class EmitContext:
     graph: ir.Graph
     pointers: dict[str, str]
     constants: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    constant_floats: int = 0  # all constants together, to bound the generated source
 
     def value(self, name: str) -> ir.Value:
         return self.graph.values[name]
@@ -43,8 +51,9 @@ class EmitContext:
         for ident, (existing_key, _) in self.constants.items():
             if existing_key == key:
                 return ident
-        ident = f"w{len(self.constants)}_{''.join(c if c.isalnum() else '_' for c in hint)[:40]}"
+        ident = f"w{len(self.constants)}_{identifier(hint)[:40]}"
         self.constants[ident] = (key, flat)
+        self.constant_floats += len(flat)
         return ident
 
     def const_value(self, name: str) -> np.ndarray:
@@ -143,7 +152,12 @@ def fuse_activations(graph: ir.Graph) -> ir.Graph:
     return ir.Graph(graph.inputs, graph.outputs, graph.values, fused, graph.opset)
 
 
-def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True) -> Source:
+def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True,
+             input_names: tuple[str, ...] | None = None, output_names: tuple[str, ...] | None = None) -> Source:
+    """C++ for `graph`. `prefix` starts every exported symbol (an identifier, or ""); `input_names` and
+    `output_names` (the model's own, any text) are written as escaped string literals only."""
+    if prefix and not (is_identifier(prefix) or is_identifier(prefix.rstrip("_"))):
+        raise ValueError(f"symbol prefix {prefix!r} must be a C identifier ([A-Za-z][A-Za-z0-9_]*)")
     if fuse:
         graph = fuse_activations(graph)
     offsets, per_sample = plan_arena(graph)
@@ -154,14 +168,14 @@ def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True) -> Source:
     names = {}
     for i, name in enumerate(graph.inputs):
         names[name] = f"in{i}"
-        declarations.append(f"  float* in{i} = const_cast<float*>(in[{i}]);  // {name} (never written)")
+        declarations.append(f"  float* in{i} = const_cast<float*>(in[{i}]);  // {safe_comment(name)} (never written)")
     for i, name in enumerate(graph.outputs):
         names[name] = f"out{i}"
-        declarations.append(f"  float* out{i} = out[{i}];  // {name}")
+        declarations.append(f"  float* out{i} = out[{i}];  // {safe_comment(name)}")
     counter = 0
     for name, offset in offsets.items():
         names[name] = f"t{counter}"
-        declarations.append(f"  float* t{counter} = arena + {offset * tile};  // {name}")
+        declarations.append(f"  float* t{counter} = arena + {offset * tile};  // {safe_comment(name)}")
         counter += 1
     for name, value in graph.values.items():
         if value.batched and root.get(name) in names:  # values fused away have no buffer
@@ -169,9 +183,10 @@ def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True) -> Source:
 
     ctx = EmitContext(graph, pointers)
     body: list[str] = []
+    body_bytes = 0
     for node in graph.nodes:
         if node.op in ALIASING_OPS and node.outputs[0] not in graph.outputs:
-            body.append(f"  // {node.op} {node.name}: {node.outputs[0]} aliases {node.inputs[0]}")
+            body.append(safe_comment(f"  // {node.op} {node.name}: {node.outputs[0]} aliases {node.inputs[0]}"))
             continue
         emitter = EMITTERS.get(node.op)
         if emitter is None:
@@ -180,9 +195,16 @@ def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True) -> Source:
         if emitter is None:
             raise UnsupportedModelError(f"cpp: operator {node.op} (node {node.name}) is not supported")
         shapes = ", ".join(f"{graph.values[i].full_shape}" for i in node.inputs if i in graph.values)
-        body.append(f"  // {node.op} {node.name}: ({shapes}) -> {[graph.values[o].full_shape for o in node.outputs if o]}")
+        body.append(safe_comment(f"  // {node.op} {node.name}: ({shapes}) -> {[graph.values[o].full_shape for o in node.outputs if o]}"))
         code = emitter(node, ctx)
         body.append("  {\n" + _indent(code.strip("\n"), 4) + "\n  }")
+        body_bytes += len(code)
+        weight_bytes = ctx.constant_floats * MAX_FLOAT_LITERAL_BYTES
+        if body_bytes + weight_bytes > limits.MAX_GENERATED_SOURCE_BYTES:
+            raise UnsupportedModelError(
+                f"cpp: generated code would pass {limits.MAX_GENERATED_SOURCE_BYTES:,} bytes at node {node.name} ({node.op}): "
+                f"{body_bytes:,} bytes of code and up to {weight_bytes:,} of weights (yukti.limits.MAX_GENERATED_SOURCE_BYTES); "
+                "a network this large is better served by onnxruntime or torch_aot")
 
     weights = []
     for ident, (_, flat) in ctx.constants.items():
@@ -234,6 +256,19 @@ extern "C" int64_t {prefix}infer_columns_checked(const float* const* columns, fl
 }}
 """
     body_text = "\n".join(body)
+    names_in = tuple(input_names) if input_names is not None else tuple(graph.inputs)
+    names_out = tuple(output_names) if output_names is not None else tuple(graph.outputs)
+    if len(names_in) != len(graph.inputs) or len(names_out) != len(graph.outputs):
+        raise ValueError(f"{len(names_in)} input and {len(names_out)} output names for a graph with "
+                         f"{len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
+    name_table = f"""
+// The model's own input and output names, as escaped string literals (any text a model file holds;
+// the code above uses derived identifiers only). i out of range: nullptr.
+static const char* const kInputNames[] = {{{", ".join(c_string_literal(n) for n in names_in)}}};
+static const char* const kOutputNames[] = {{{", ".join(c_string_literal(n) for n in names_out)}}};
+extern "C" const char* {prefix}input_name(int64_t i) {{ return i >= 0 && i < {len(names_in)} ? kInputNames[i] : nullptr; }}
+extern "C" const char* {prefix}output_name(int64_t i) {{ return i >= 0 && i < {len(names_out)} ? kOutputNames[i] : nullptr; }}
+"""
     source = f"""// Generated by yukti (runners/cpp). Inputs/outputs are float32, row-major, batch first.
 #include <algorithm>
 #include <chrono>
@@ -286,7 +321,7 @@ extern "C" int64_t {prefix}infer_checked(const float* const* in, float* const* o
 {check}
   return {prefix}infer(in, out, batch);
 }}
-{columns}
+{columns}{name_table}
 // Native timing: `n_groups` timed groups of `reps` back-to-back infer calls each; the group's
 // nanoseconds into ns. Grouping keeps the clock's own ~20 ns out of sub-microsecond calls.
 extern "C" void {prefix}time_infer(const float* const* in, float* const* out, int64_t batch, int64_t n_groups, int64_t reps, int64_t* ns) {{

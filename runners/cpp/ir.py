@@ -4,6 +4,10 @@ Every activation tensor has a free leading batch dimension and static per-sample
 per-sample shapes are found by running ONNX shape inference twice, at batch 1 and batch 2, and
 keeping what scales with the batch. Values computed only from initializers are folded into
 constants (one-node reference evaluation). Identity and inference-time Dropout are removed.
+
+The model file is untrusted: the IR is built from `yukti.safe_names.sanitized_onnx(model)`, so every
+node and tensor name the emitters can see is a derived identifier, never a raw string from the file,
+and folding refuses (before allocating) a constant larger than `yukti.limits` allows.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from yukti import limits
 from yukti.errors import UnsupportedModelError
+from yukti.safe_names import sanitized_onnx
 
 REMOVED_OPS = {"Identity", "Dropout"}
+# Ops whose output size follows from the *values* of their inputs (a repeat count, a target shape):
+# folded only when shape inference has told their output shape, so the size is checked first.
+VALUE_SIZED_OPS = {
+    "Tile", "Expand", "ConstantOfShape", "Range", "Pad", "Resize", "Upsample", "OneHot", "CenterCropPad", "Col2Im",
+    "HannWindow", "HammingWindow", "BlackmanWindow", "MelWeightMatrix", "DFT", "STFT", "AffineGrid",
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+}
 
 
 @dataclass
@@ -76,7 +89,7 @@ def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
     return out
 
 
-def _with_batch(model: onnx.ModelProto, batch: int) -> dict[str, tuple[int, ...]]:
+def _with_batch(model: onnx.ModelProto, batch: int, *, data_prop: bool = True) -> dict[str, tuple[int, ...]]:
     """Static shapes of every value when graph inputs have batch size `batch`."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
@@ -99,7 +112,7 @@ def _with_batch(model: onnx.ModelProto, batch: int) -> dict[str, tuple[int, ...]
         value.type.tensor_type.ClearField("shape")
     del copy.graph.value_info[:]
     try:
-        inferred = onnx.shape_inference.infer_shapes(copy, strict_mode=True, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(copy, strict_mode=True, data_prop=data_prop)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
         raise UnsupportedModelError(f"cpp: ONNX shape inference failed at batch {batch}: {exc}") from exc
     shapes = {}
@@ -124,6 +137,33 @@ def _check_inference_dropout(proto: onnx.NodeProto, name: str, inputs: list[str]
         raise UnsupportedModelError(f"cpp: Dropout node {name} runs in training mode (random masks); export the model in eval mode")
 
 
+def _check_fold_size(node: onnx.NodeProto, name: str, inputs: list[str], constants: dict[str, np.ndarray],
+                     known: dict[str, tuple[int, ...]], folded_bytes: int) -> int:
+    """Bytes the folded outputs of `node` may take (at most), or UnsupportedModelError before anything
+    is computed when that passes yukti.limits. Shapes come from inference where it knows them; else
+    a bound from the inputs' sizes (their sum plus product covers concatenation, broadcasting and
+    outer products), and ops sized by their input values are not folded blind."""
+    arrays = [constants[i] for i in inputs if i]
+    bound = 0
+    for output in (o for o in node.output if o):
+        if output in known:
+            elements = int(np.prod(known[output], dtype=object))
+        elif node.op_type in VALUE_SIZED_OPS:
+            raise UnsupportedModelError(f"cpp: node {name} ({node.op_type}) computes a constant whose size shape inference "
+                                        "cannot tell; refusing to fold it blind (yukti.limits)")
+        else:
+            sizes = [int(a.size) for a in arrays] or [1]
+            elements = sum(sizes) + int(np.prod(sizes, dtype=object))
+        if elements > limits.MAX_TENSOR_ELEMENTS:
+            raise UnsupportedModelError(f"cpp: folding node {name} ({node.op_type}) would make a constant of up to {elements:,} "
+                                        f"elements; the limit is {limits.MAX_TENSOR_ELEMENTS:,} (yukti.limits.MAX_TENSOR_ELEMENTS)")
+        bound += elements * 8
+    if folded_bytes + bound > limits.MAX_CONSTANT_BYTES:
+        raise UnsupportedModelError(f"cpp: folding node {name} ({node.op_type}) takes the model's constants past "
+                                    f"{limits.MAX_CONSTANT_BYTES:,} bytes (yukti.limits.MAX_CONSTANT_BYTES)")
+    return bound
+
+
 def _fold(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator
 
@@ -138,14 +178,25 @@ def _fold(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int) ->
 
 
 def from_onnx(model: onnx.ModelProto) -> Graph:
+    model = sanitized_onnx(model)  # from here on, every name is a derived identifier
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     graph = model.graph
+    n_nodes = len(graph.node)
+    if n_nodes > limits.MAX_NODES:
+        raise UnsupportedModelError(f"cpp: the graph has {n_nodes:,} nodes; the limit is {limits.MAX_NODES:,} (yukti.limits.MAX_NODES)")
     constants: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     graph_inputs = [v.name for v in graph.input if v.name not in constants]
     for value in graph.input:
         if value.name in graph_inputs and value.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
             raise UnsupportedModelError(f"cpp: graph input {value.name!r} is not float32; generated C++ takes float32 inputs")
-    one, two = _with_batch(model, 1), _with_batch(model, 2)
+    try:  # sizes first, from inference that computes no values: a tiny file may describe gigabytes
+        plain = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        raise UnsupportedModelError(f"cpp: ONNX shape inference failed: {exc}") from exc
+    limits.check_bounds(plain, what="cpp")
+    propagate = limits.data_propagation_is_bounded(plain)
+    one, two = _with_batch(model, 1, data_prop=propagate), _with_batch(model, 2, data_prop=propagate)
+    folded_bytes = sum(int(a.nbytes) for a in constants.values())
 
     values: dict[str, Value] = {}
     for name in graph_inputs:
@@ -161,6 +212,7 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
             raise UnsupportedModelError(f"cpp: operator {proto.domain}.{proto.op_type} (node {name}) is not in the ONNX domain")
         inputs = [alias.get(i, i) for i in proto.input]
         if proto.op_type == "Constant":
+            folded_bytes += _check_fold_size(proto, name, [], constants, one, folded_bytes)
             (array,) = _fold(proto, {}, opset)
             values[proto.output[0]] = Value(proto.output[0], tuple(np.shape(array)), False, np.asarray(array))
             constants[proto.output[0]] = np.asarray(array)
@@ -175,6 +227,7 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
             alias[proto.output[0]] = inputs[0]
             continue
         if all(i in constants for i in inputs if i):
+            folded_bytes += _check_fold_size(proto, name, inputs, constants, one, folded_bytes)
             folded = _fold(onnx.helper.make_node(proto.op_type, inputs, list(proto.output), domain=proto.domain, **_attributes(proto)),
                            constants, opset)
             for out_name, array in zip(proto.output, folded):

@@ -63,7 +63,8 @@ class CppRunner(Runner):
         from runners.cpp import codegen, ir
         from runners.cpp.compiler import compile_library, flags_for
 
-        source = codegen.generate(ir.from_onnx(model.onnx))
+        source = codegen.generate(ir.from_onnx(model.onnx), input_names=tuple(s.name for s in model.inputs),
+                                  output_names=tuple(s.name for s in model.outputs))
         flags = flags_for(opt_level=opt_level, march=march, fast_math=fast_math, sanitize=sanitize, extra=tuple(extra_flags))
         entry = compile_library(source.header, source.body, flags, model_hash=model.hash)
         library = ctypes.CDLL(str(entry.path / "model.so"))

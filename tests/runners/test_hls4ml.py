@@ -232,3 +232,27 @@ def test_magic_fixed_point_physics():
           f"compile {runner.info['compile_s']:.1f} s")
     assert float_phys["auc"] > 0.85  # the float net learned something, or the comparison means nothing
     assert fid["argmax_agreement"] >= 0.99
+
+
+
+def test_layer_names_that_are_not_identifiers_never_reach_hls4ml_code(tmp_path):
+    """hls4ml writes layer names into C++ as they are. ONNX names are sanitized first; hls4ml's torch
+    frontend derives its own; a Keras model's names are checked and refused (Keras accepts a newline
+    in a layer name), never written."""
+    _require()
+    import torch
+
+    from runners.hls4ml_emu import _convert
+
+    options = {k: v for k, v in yukti.runner_class("hls4ml").default_options.items() if k != "threads"}
+    hostile = 'fc\n} int pwn = system("touch PWNED"); int x = 0;'
+    module = torch.nn.Sequential()
+    module.add_module(hostile, torch.nn.Linear(4, 3))
+    converted = _convert(yukti.load(module, torch.zeros(1, 4)), "torch", options, tmp_path / "torch")
+    assert all(name.isidentifier() for layer in converted.get_layers() for name in (layer.name, *layer.outputs))
+    keras = pytest.importorskip("keras", reason="TensorFlow/Keras is not installed here")
+    inputs = keras.Input((4,), name="x")
+    keras_model = keras.Model(inputs, keras.layers.Dense(3, name=hostile)(inputs))
+    with pytest.raises(yukti.errors.UnsupportedModelError, match="not C identifiers"):
+        _convert(yukti.load(keras_model), "keras", options, tmp_path / "keras")
+    assert not any((tmp_path / "keras").rglob("*.cpp"))

@@ -78,8 +78,12 @@ def store_fingerprint(store: str | os.PathLike | None = None) -> tuple[tuple[str
 
 
 def load_results(store: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Every stored row with the derived metrics added."""
-    return with_derived(results.load(store_path(store)))
+    """Every stored row with the derived metrics added. Unreadable files are skipped (a StoreWarning
+    names each) and listed in `frame.attrs["skipped_files"]` as (path, reason) pairs for a page to show."""
+    contents = results.read_store(store_path(store))
+    frame = with_derived(contents.frame)
+    frame.attrs["skipped_files"] = [(str(item.path), item.reason) for item in contents.skipped]
+    return frame
 
 
 def with_derived(frame: pd.DataFrame, group: Sequence[str] = ("run_id", "model")) -> pd.DataFrame:

@@ -3,6 +3,8 @@ benchmark, and the model / batch pickers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -19,7 +21,12 @@ def results_frame() -> pd.DataFrame:
     """The store's rows; reloaded only when a file in the store was added or changed."""
     store = str(data.store_path())
     st.sidebar.caption(f"Results store: `{store}`")
-    return _load_results(store, data.store_fingerprint(store))
+    frame = _load_results(store, data.store_fingerprint(store))
+    skipped = frame.attrs.get("skipped_files") or []
+    if skipped:  # the store degrades, it does not die: say which files were left out
+        names = ", ".join(Path(path).name for path, _ in skipped)
+        st.sidebar.warning(f"{len(skipped)} unreadable results file(s) skipped: {names}")
+    return frame
 
 
 @st.cache_data(show_spinner="Loading asv history…")

@@ -263,7 +263,15 @@ class HLS4MLRunner(Runner):
             "options": options, "hls4ml": hls4ml.__version__, "compiler": _compiler(),
             "qonnx": package_version("qonnx") if source == "onnx" else "",
         }
-        entry = ArtifactCache().get_or_build(parts, lambda tmp: _build(model, source, options, tmp))
+
+        def loads(tmp: Path) -> None:  # committed only once the emulation library loads
+            from yukti.cache import check_shared_library
+
+            check_shared_library(tmp / json.loads((tmp / "yukti_hls.json").read_text())["library"])
+
+        # The cache checks every file against its checksum before the library is loaded here.
+        entry = ArtifactCache().get_or_build(parts, lambda tmp: _build(model, source, options, tmp),
+                                             files=("yukti_hls.json",), validate=loads)
         meta = json.loads((entry.path / "yukti_hls.json").read_text())
         library = entry.path / meta["library"]
         self._lib = ctypes.CDLL(str(library))

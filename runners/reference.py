@@ -47,11 +47,13 @@ class ReferenceRunner(Runner):
         if model.torch_module is not None:
             import torch
 
+            from runners.torch_eager import _writeable
+
             module = model.torch_module.eval()
 
             def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
                 with torch.inference_mode():
-                    out = module(*(torch.from_numpy(a) for a in arrays))
+                    out = module(*(torch.from_numpy(_writeable(a)) for a in arrays))
                 outs = out if isinstance(out, (tuple, list)) else (out,)
                 return [o.detach().cpu().numpy() for o in outs]
 

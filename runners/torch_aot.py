@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runners.torch_eager import TorchEagerRunner, _import_onnx2torch
+from runners.torch_eager import TorchEagerRunner, _import_onnx2torch, _writeable
 from yukti.cache import ArtifactCache
 from yukti.errors import BackendUnavailableError, InputError, UnsupportedModelError, YuktiError
 from yukti.model import Model
@@ -149,15 +149,13 @@ class TorchAOTRunner(Runner):
             program = _export(model, module, origin, device, min_batch, max_batch)
             torch._inductor.aoti_compile_and_package(program, package_path=str(tmp / PACKAGE))
 
-        entry = ArtifactCache().get_or_build(parts, build)
+        def loads(tmp: Path) -> None:  # committed only once the package loads
+            _load_package(tmp / PACKAGE)
+
+        # The cache checks the package against its checksum before it is loaded here.
+        entry = ArtifactCache().get_or_build(parts, build, files=(PACKAGE,), validate=loads)
         path = entry.path / PACKAGE
-        try:
-            self._package = torch._inductor.aoti_load_package(str(path))
-        except Exception as exc:  # a damaged entry, or one built by an incompatible libtorch
-            raise YuktiError(
-                f"could not load the AOTInductor package {path}: {type(exc).__name__}: {exc}. "
-                f"Delete the cache entry {entry.path} to rebuild it"
-            ) from exc
+        self._package = _load_package(path)
         self._device = torch.device(device)
         self._bounds = (min_batch, max_batch)
         self._lock = threading.Lock()
@@ -192,7 +190,7 @@ class TorchAOTRunner(Runner):
         # its sums come out in another order (1 ulp apart). torch.get_num_threads() applies
         # torch's process-wide setting to this thread on first use, as eager torch ops do.
         torch.get_num_threads()
-        tensors = [torch.from_numpy(a) for a in arrays]
+        tensors = [torch.from_numpy(_writeable(a)) for a in arrays]
         if self._device.type != "cpu":
             tensors = [t.to(self._device) for t in tensors]
         # boxed_run skips the pytree round trip of AOTICompiledModel.__call__ (two treespec
@@ -204,6 +202,18 @@ class TorchAOTRunner(Runner):
         with self._lock, torch.inference_mode():
             outputs = self._package.loader.boxed_run(tensors)
         return [o.cpu().numpy() for o in outputs]
+
+
+def _load_package(path: Path) -> Any:
+    import torch
+
+    try:
+        return torch._inductor.aoti_load_package(str(path))
+    except Exception as exc:  # a package built by an incompatible libtorch, or a failed build
+        raise YuktiError(
+            f"could not load the AOTInductor package {path}: {type(exc).__name__}: {exc}. "
+            "`yukti cache clear` removes it so that the next prepare rebuilds it"
+        ) from exc
 
 
 def _bounds(model: Model, min_batch: Any, max_batch: Any) -> tuple[int, int]:

@@ -117,6 +117,12 @@ class TorchEagerRunner(Runner):
         import torch
 
         with torch.inference_mode():
-            out = self._module(*(torch.from_numpy(a).to(self._device) for a in arrays))
+            out = self._module(*(torch.from_numpy(_writeable(a)).to(self._device) for a in arrays))
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return [o.detach().cpu().numpy() for o in outs]
+
+
+def _writeable(array: np.ndarray) -> np.ndarray:
+    """`array`, copied only when read-only (np.frombuffer, a read-only memmap, a broadcast view):
+    torch.from_numpy warns on those, since a tensor has no read-only flag. Inference never writes."""
+    return array if array.flags.writeable else array.copy()

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Literal, Sequence, overload
 import numpy as np
 import pandas as pd
 
-from yukti import registry
+from yukti import registry, validation
 from yukti.errors import InputError, UnknownNameError, YuktiError
 from yukti.model import Model
 from yukti.runner import Runner
@@ -466,21 +466,21 @@ def choose(
     """
     import yukti
     from yukti import environment, results
-    from yukti.engine import resolve_model
+    from yukti.engine import TimingPolicy, resolve_model
 
     if objective not in OBJECTIVES:
         raise UnknownNameError(f"unknown objective {objective!r}; objectives are {list(OBJECTIVES)}")
     if measure not in ("auto", "never", "always"):
         raise UnknownNameError(f"measure must be 'auto', 'never' or 'always'; got {measure!r}")
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer; got {batch_size}")
+    batch_size = validation.positive_int("batch_size", batch_size)
+    threads = validation.positive_int("threads", threads)
+    max_eval_samples = validation.positive_int("max_eval_samples", max_eval_samples)
     given = {"max_p50_us": max_p50_us, "max_p99_us": max_p99_us, "min_throughput_per_s": min_throughput_per_s,
              "max_accuracy_drop": max_accuracy_drop, "max_auc_drop": max_auc_drop, "max_prepare_s": max_prepare_s}
-    constraints = {name: float(value) for name, value in given.items() if value is not None}
-    for name, value in constraints.items():
-        if math.isnan(value) or value < 0:
-            raise InputError(f"{name} must be a non-negative number; got {value}")
+    # Every limit is a latency, rate, fraction or duration: negative is meaningless, inf means "no limit".
+    constraints = {name: validation.non_negative_limit(name, value) for name, value in given.items() if value is not None}
+    if policy is not None and not isinstance(policy, TimingPolicy):
+        raise InputError(f"policy must be a yukti.TimingPolicy; got {type(policy).__name__}")
 
     model = resolve_model(model)
     names = list(dict.fromkeys(backends)) if backends else registry.names()
@@ -613,7 +613,8 @@ class Session:
             backend, opts = winner.backend, dict(winner.options)
         else:
             cls = registry.runner_class(backend)
-            opts = _requested_options(cls, int(constraints.get("threads", 1)), (constraints.get("options") or {}).get(backend, {}))
+            threads = validation.positive_int("threads", constraints.get("threads", 1))
+            opts = _requested_options(cls, threads, (constraints.get("options") or {}).get(backend, {}))
         self.backend = backend
         self.runner: Runner = registry.runner(backend, self.model, **opts)
 

@@ -3,20 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
+import os
 import sys
+import tempfile
+import traceback
+import warnings
+from enum import IntEnum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from yukti.cache import VERIFY_DAMAGE_EXIT_CODE
 from yukti.errors import YuktiError
+from yukti.safe_names import printable
+from yukti.validation import NON_NEGATIVE_LIMIT, POSITIVE_FINITE, POSITIVE_INT
 
 # Tables are wide; piped output (make bench, CI logs) must not squeeze them to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    NO_WINNER = 1
+    USAGE = 2
+    INTERNAL = 3
+    BACKEND_ERRORS = 4
+    CACHE_DAMAGED = VERIFY_DAMAGE_EXIT_CODE  # owned by yukti.cache; listed here for `yukti --help`
+
+
+EXIT_MEANINGS = {
+    ExitCode.OK: "success",
+    ExitCode.NO_WINNER: "choose only: no backend meets the constraints",
+    ExitCode.USAGE: "usage error: bad arguments, unknown model/backend/dataset, input Yukti refuses",
+    ExitCode.INTERNAL: "internal error: an unexpected exception (traceback saved to a file; --debug prints it)",
+    ExitCode.BACKEND_ERRORS: "bench only: the run completed and was stored, but a backend failed (status=error)",
+    ExitCode.CACHE_DAMAGED: "cache verify only: damaged cache entries were found (and removed)",
+}
+
+
+def exit_codes_help(*codes: ExitCode) -> str:
+    """The `exit codes:` block of a --help text."""
+    return "exit codes:\n" + "\n".join(f"  {int(code)}  {EXIT_MEANINGS[code]}" for code in codes)
+
+
+COMMON_EXIT_CODES = (ExitCode.OK, ExitCode.USAGE, ExitCode.INTERNAL)
+
+
+def shown(text: str) -> Text:
+    """Text from a model file, the store or an error, for the terminal: never parsed as rich markup,
+    control characters and bidirectional overrides made visible (yukti.safe_names.printable)."""
+    return Text(printable(str(text)))
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -47,18 +93,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     from yukti.engine import resolve_model
 
     model = resolve_model(args.model)
-    console.print(repr(model), markup=False)
+    console.print(shown(repr(model)))
     if model.has_onnx:
-        console.print(f"operators: {', '.join(model.op_types)}")
-    table = Table(title=f"Can each backend run {model.name}?")
+        console.print(shown(f"operators: {', '.join(model.op_types)}"))
+    table = Table(title=shown(f"Can each backend run {model.name}?"))
     for col in ("backend", "available", "supports", "details"):
         table.add_column(col)
     for info in yukti.backends():
         if not info.available:
-            table.add_row(info.name, "[red]no[/]", "—", info.reason)
+            table.add_row(info.name, "[red]no[/]", "—", shown(info.reason))
             continue
         support = yukti.runner_class(info.name).supports(model)
-        table.add_row(info.name, "[green]yes[/]", "[green]yes[/]" if support else "[red]no[/]", support.reason if support else support.describe())
+        table.add_row(info.name, "[green]yes[/]", "[green]yes[/]" if support else "[red]no[/]",
+                      shown(support.reason if support else support.describe()))
     console.print(table)
     return 0
 
@@ -70,7 +117,7 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def results_table(frame: pd.DataFrame, title: str) -> Table:
+def results_table(frame: pd.DataFrame, title: str | Text) -> Table:
     table = Table(title=title)
     for _, header in SUMMARY_COLUMNS:
         table.add_column(header, justify="left" if header in ("backend", "status") else "right")
@@ -97,6 +144,8 @@ def results_table(frame: pd.DataFrame, title: str) -> Table:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Exit 0 when every backend measured (or was unavailable/unsupported), 4 when one failed: the run
+    still completed and was stored, which neither "no winner" (1) nor a crash (3) describes."""
     from yukti.engine import TimingPolicy, benchmark
 
     backends = [b for part in args.backends for b in part.split(",") if b] if args.backends else None
@@ -112,14 +161,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.csv:
         _write(args.csv, frame.to_csv(index=False))
     if args.json != "-" and args.csv != "-":
-        console.print(results_table(frame, title))
+        console.print(results_table(frame, shown(title)))
         for _, row in frame[frame["status"] != "ok"].drop_duplicates("backend").iterrows():
-            console.print(f"[yellow]{row['backend']}[/]: {row['status']}: {str(row['error']).splitlines()[0]}")
+            console.print(Text.assemble((str(row["backend"]), "yellow"), shown(f": {row['status']}: {str(row['error']).splitlines()[0]}")))
         if not args.no_store:
             from yukti.results import default_store
 
             console.print(f"stored in {default_store()}", style="dim")
-    return 0 if (frame["status"].isin(["ok", "unavailable", "unsupported"])).all() else 1
+    return ExitCode.OK if (frame["status"].isin(["ok", "unavailable", "unsupported"])).all() else ExitCode.BACKEND_ERRORS
 
 
 def _write(target: str, text: str) -> None:
@@ -152,7 +201,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
     if args.json:
         _write(args.json, choice.table().to_json(orient="records", date_format="iso", indent=1, default_handler=str))
         if args.json == "-":
-            return 0 if choice.winner is not None else 1
+            return ExitCode.OK if choice.winner is not None else ExitCode.NO_WINNER
     front = set(choice.pareto()["backend"]) if any(c.measured for c in choice) else set()
     winner = choice.winner
     table = Table(title=f"Choosing a backend for {choice.model} · batch {choice.batch_size} · {choice.threads} thread(s) · "
@@ -180,7 +229,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
     console.print(choice.explain(), markup=False, highlight=False)
     console.print("pareto ★: not dominated in (p99 µs, accuracy loss, prepare s) among the measured candidates; "
                   "exit code 0 = a winner, 1 = none meets the constraints", style="dim")
-    return 0 if winner is not None else 1
+    return ExitCode.OK if winner is not None else ExitCode.NO_WINNER
 
 
 def _constraint_column(name: str) -> str:
@@ -226,55 +275,143 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from yukti import results
 
-    frame = results.load()
+    contents = results.read_store(warn=False)  # what was skipped is printed here, counted
+    if contents.skipped:
+        console.print(f"[yellow]skipped {len(contents.skipped)} unreadable file(s)[/] in {escape(str(results.default_store()))}:")
+        for item in contents.skipped:
+            console.print(f"  {item.path.name}: {item.reason}", markup=False, highlight=False)
+    for path in contents.recovered:
+        console.print(f"recovered {path.name} from the leftover of a run killed while storing", style="dim", markup=False)
+    for item in contents.removed:
+        console.print(f"removed {item.path.name}, an incomplete leftover of a killed run", style="dim", markup=False)
+    frame = contents.frame
     if frame.empty:
         console.print("no stored results yet: run `yukti bench`")
         return 0
     if args.model:
         frame = frame[frame["model"] == args.model]
+        if frame.empty:
+            console.print(f"no stored results for model {args.model!r}", markup=False)
+            return 0
     last = frame[frame["run_id"].isin(frame.drop_duplicates("run_id").tail(args.last)["run_id"])]
     for run_id, run in last.groupby("run_id", sort=False):
         first = run.iloc[0]
-        console.print(results_table(run, f"run {run_id} · {first['model']} · {first['dataset']} · {first['timestamp']}"))
+        console.print(results_table(run, shown(f"run {run_id} · {first['model']} · {first['dataset']} · {first['timestamp']}")))
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """`yukti cache info|clear|verify`. verify exits 0 when every entry matched its checksums and
+    VERIFY_DAMAGE_EXIT_CODE (5) when it found damaged or unverifiable entries (removed: the next
+    prepare rebuilds them)."""
+    from yukti.cache import VERIFY_DAMAGE_EXIT_CODE, ArtifactCache
+
+    cache = ArtifactCache()
+
+    def size(n: int) -> str:
+        for unit in ("B", "KB", "MB", "GB"):
+            if n < 1024 or unit == "GB":
+                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            n /= 1024
+        return ""  # pragma: no cover
+
+    console.print(f"artifact cache: {cache.root}", markup=False, highlight=False)
+    if args.action == "info":
+        entries = cache.entries()
+        table = Table(title=f"{len(entries)} entries, {size(sum(e.bytes for e in entries))}")
+        for column in ("built by", "entries", "size", "without checksums"):
+            table.add_column(column, justify="left" if column == "built by" else "right")
+        for kind in sorted({e.kind for e in entries}):
+            group = [e for e in entries if e.kind == kind]
+            table.add_row(kind, str(len(group)), size(sum(e.bytes for e in group)), str(sum(not e.verified for e in group)))
+        console.print(table)
+        staging = cache.staging_folders()
+        leftovers = [f for f in staging if f.stale]
+        console.print(f"staging: {len(staging) - len(leftovers)} build(s) running, {len(leftovers)} leftover(s) of killed builds "
+                      f"({size(sum(f.bytes for f in leftovers))}; `yukti cache verify` or the next build removes them)",
+                      markup=False, highlight=False)
+        return 0
+    if args.action == "clear":
+        entries = cache.entries()
+        removed = cache.clear()
+        console.print(f"removed {len(removed)} entries ({size(sum(e.bytes for e in entries if e.path in set(removed)))})",
+                      markup=False, highlight=False)
+        running = [f for f in cache.staging_folders() if not f.stale]
+        if running:
+            console.print(f"left {len(running)} staging folder(s) of builds still running", markup=False, highlight=False)
+        return 0
+    removed, skipped = cache.verify()
+    for path, problem in removed:
+        console.print(f"removed entry {path}: {problem}", markup=False, highlight=False)
+    for path, problem in skipped:
+        console.print(f"found entry {path}: {problem}", markup=False, highlight=False)
+    for folder in cache.clean_staging():
+        console.print(f"removed staging leftover {folder.path} ({size(folder.bytes)}): {folder.stale}", markup=False, highlight=False)
+    checked = len(cache.entries()) + len(removed)
+    if removed or skipped:
+        console.print(f"{len(removed) + len(skipped)} of {checked} entries were damaged or unverifiable; the next prepare rebuilds them "
+                      f"(exit code {VERIFY_DAMAGE_EXIT_CODE})", markup=False, highlight=False)
+        return VERIFY_DAMAGE_EXIT_CODE
+    console.print(f"all {checked} entries match their checksums", markup=False, highlight=False)
+    return 0
+
+
+def _subcommand(sub: Any, name: str, help: str, codes: Sequence[ExitCode] = COMMON_EXIT_CODES, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with its exit codes, accepting --debug after its name too."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an internal error, print the full traceback here instead of saving it to a file")
+    kwargs.setdefault("description", help[:1].upper() + help[1:] + ".")
+    return sub.add_parser(name, help=help, epilog=exit_codes_help(*codes), formatter_class=argparse.RawDescriptionHelpFormatter,
+                          parents=[common], **kwargs)
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each backend as it is measured and stored (stderr)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yukti", description="Run a small network fast on every backend, measured side by side.")
+    parser = argparse.ArgumentParser(prog="yukti", description="Run a small network fast on every backend, measured side by side.",
+                                     epilog=exit_codes_help(*ExitCode), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an internal error, print the full traceback here instead of saving it to a file")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backends", help="list backends and whether they run here").set_defaults(func=cmd_backends)
+    _subcommand(sub, "backends", "list backends and whether they run here").set_defaults(func=cmd_backends)
     # Parsed by dashboard.launch (its options and Streamlit's pass through); listed here for --help.
     sub.add_parser("dashboard", help="start the Streamlit dashboard (yukti dashboard --help for options)", add_help=False)
-    check = sub.add_parser("check", help="which backends can run MODEL (no compiling)")
+    check = _subcommand(sub, "check", "which backends can run MODEL (no compiling)")
     check.add_argument("model", help="zoo model name or path to an .onnx file")
     check.set_defaults(func=cmd_check)
-    bench = sub.add_parser("bench", help="measure backends on a model")
+    bench = _subcommand(sub, "bench", "measure backends on a model",
+                        (ExitCode.OK, ExitCode.USAGE, ExitCode.INTERNAL, ExitCode.BACKEND_ERRORS))
     bench.add_argument("model", nargs="?", default="jet_dnn", help="zoo model name or .onnx path (default: jet_dnn)")
     bench.add_argument("-b", "--backends", nargs="+", help="backend names (default: every registered one)")
-    bench.add_argument("--batch", nargs="+", type=int, default=[1, 1024], help="batch sizes (default: 1 1024)")
+    bench.add_argument("--batch", nargs="+", type=POSITIVE_INT.argparse, default=[1, 1024], help="batch sizes (default: 1 1024)")
     bench.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
     bench.add_argument("--signal", help="signal class for AUC and efficiencies (name or index)")
-    bench.add_argument("--threads", type=int, default=1, help="threads per backend (default: 1)")
-    bench.add_argument("--time-budget", type=float, default=1.0, help="seconds of timed calls per backend and batch size")
-    bench.add_argument("--min-calls", type=int, default=100, help="minimum timed calls per backend and batch size")
-    bench.add_argument("--eval-samples", type=int, default=20_000, help="samples for the accuracy comparison")
+    bench.add_argument("--threads", type=POSITIVE_INT.argparse, default=1, help="threads per backend (default: 1)")
+    bench.add_argument("--time-budget", type=POSITIVE_FINITE.argparse, default=1.0, help="seconds of timed calls per backend and batch size")
+    bench.add_argument("--min-calls", type=POSITIVE_INT.argparse, default=100, help="minimum timed calls per backend and batch size")
+    bench.add_argument("--eval-samples", type=POSITIVE_INT.argparse, default=20_000, help="samples for the accuracy comparison")
     bench.add_argument("--json", metavar="PATH", help="also write the rows as JSON ('-' for stdout)")
     bench.add_argument("--csv", metavar="PATH", help="also write the rows as CSV ('-' for stdout)")
     bench.add_argument("--no-store", action="store_true", help="do not append the results to the local store")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    _add_verbose(bench)
     bench.set_defaults(func=cmd_bench)
-    choose = sub.add_parser("choose", help="rank backends for MODEL under constraints and name the winner",
-                            description="Rank backends under constraints. Exit code: 0 when a backend meets every "
-                                        "constraint (the winner), 1 when none does, 2 on a usage error.")
+    choose = _subcommand(sub, "choose", "rank backends for MODEL under constraints and name the winner",
+                         (ExitCode.OK, ExitCode.NO_WINNER, ExitCode.USAGE, ExitCode.INTERNAL),
+                         description="Rank backends under constraints and name the winner: the best one meeting every constraint.")
     choose.add_argument("model", nargs="?", default="jet_dnn", help="zoo model name or .onnx path (default: jet_dnn)")
-    choose.add_argument("--batch", type=int, default=1, help="batch size the constraints apply to (default: 1)")
-    choose.add_argument("--max-p50-us", type=float, help="median latency per call, microseconds")
-    choose.add_argument("--max-p99-us", type=float, help="99th-percentile latency per call, microseconds")
-    choose.add_argument("--min-throughput", type=float, help="samples per second")
-    choose.add_argument("--max-accuracy-drop", type=float, help="1 - argmax agreement with the float reference")
-    choose.add_argument("--max-auc-drop", type=float, help="reference AUC minus the backend's (labelled data only)")
-    choose.add_argument("--max-prepare-s", type=float, help="prepare (convert/compile/load) seconds, as recorded")
+    choose.add_argument("--batch", type=POSITIVE_INT.argparse, default=1, help="batch size the constraints apply to (default: 1)")
+    limit = NON_NEGATIVE_LIMIT.argparse
+    choose.add_argument("--max-p50-us", type=limit, help="median latency per call, microseconds")
+    choose.add_argument("--max-p99-us", type=limit, help="99th-percentile latency per call, microseconds")
+    choose.add_argument("--min-throughput", type=limit, help="samples per second")
+    choose.add_argument("--max-accuracy-drop", type=limit, help="1 - argmax agreement with the float reference")
+    choose.add_argument("--max-auc-drop", type=limit, help="reference AUC minus the backend's (labelled data only)")
+    choose.add_argument("--max-prepare-s", type=limit, help="prepare (convert/compile/load) seconds, as recorded")
     choose.add_argument("-b", "--backends", nargs="+", help="candidate backends (default: every registered one)")
     choose.add_argument("--objective", default="p99", choices=["p99", "p50", "throughput", "accuracy", "prepare"],
                         help="how candidates meeting the constraints are ranked (default: p99)")
@@ -282,41 +419,116 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: reuse stored results, measure what is missing; never: stored only; always: re-measure")
     choose.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
     choose.add_argument("--signal", help="signal class for AUC (name or index)")
-    choose.add_argument("--threads", type=int, default=1, help="threads per backend (default: 1)")
-    choose.add_argument("--time-budget", type=float, default=1.0, help="seconds of timed calls per backend when measuring")
-    choose.add_argument("--min-calls", type=int, default=100, help="minimum timed calls per backend when measuring")
-    choose.add_argument("--eval-samples", type=int, default=20_000, help="samples for the accuracy comparison when measuring")
+    choose.add_argument("--threads", type=POSITIVE_INT.argparse, default=1, help="threads per backend (default: 1)")
+    choose.add_argument("--time-budget", type=POSITIVE_FINITE.argparse, default=1.0, help="seconds of timed calls per backend when measuring")
+    choose.add_argument("--min-calls", type=POSITIVE_INT.argparse, default=100, help="minimum timed calls per backend when measuring")
+    choose.add_argument("--eval-samples", type=POSITIVE_INT.argparse, default=20_000, help="samples for the accuracy comparison when measuring")
     choose.add_argument("--json", metavar="PATH", help="also write the ranked candidates as JSON ('-' for stdout only)")
     choose.add_argument("--no-store", action="store_true", help="neither read nor append the local results store")
+    _add_verbose(choose)
     choose.set_defaults(func=cmd_choose)
-    export = sub.add_parser("export", help="write a backend's standalone sources for MODEL")
+    export = _subcommand(sub, "export", "write a backend's standalone sources for MODEL")
     export.add_argument("model", help="zoo model name or .onnx path")
     export.add_argument("--backend", default="cpp", help="backend with an export (default: cpp)")
     export.add_argument("-o", "--output", required=True, help="output folder")
     export.set_defaults(func=cmd_export)
-    sub.add_parser("zoo", help="list the zoo models").set_defaults(func=cmd_zoo)
-    sub.add_parser("datasets", help="list the datasets").set_defaults(func=cmd_datasets)
-    res = sub.add_parser("results", help="show stored results")
-    res.add_argument("--last", type=int, default=1, help="how many runs (default 1)")
+    _subcommand(sub, "zoo", "list the zoo models").set_defaults(func=cmd_zoo)
+    _subcommand(sub, "datasets", "list the datasets").set_defaults(func=cmd_datasets)
+    res = _subcommand(sub, "results", "show stored results (unreadable files are skipped, counted and named)")
+    res.add_argument("--last", type=POSITIVE_INT.argparse, default=1, help="how many runs (default 1)")
     res.add_argument("--model", help="only this model")
     res.set_defaults(func=cmd_results)
+    cache = sub.add_parser(
+        "cache", help="inspect, verify or clear the artifact cache (compiled backends, trained zoo models)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="info: the cache folder ($YUKTI_CACHE_DIR), entries by backend with sizes, staging leftovers of killed "
+                    "builds.\nverify: check every entry's files against their recorded sha256 and remove damaged ones "
+                    "(the next prepare rebuilds them), and staging leftovers.\nclear: remove every entry and leftover.",
+        epilog="exit codes:\n  0  success (verify: every entry matched its checksums)\n"
+               "  5  verify only: damaged entries were found (and removed, or listed when a build held them)\n"
+               "  2  usage error\n  3  internal error")
+    cache.add_argument("action", choices=["info", "verify", "clear"])
+    cache.set_defaults(func=cmd_cache)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns its exit code (ExitCode, documented in `yukti --help`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["dashboard"]:  # argparse.REMAINDER on a subparser would reject `--port 8600`
         from dashboard.launch import main as dashboard_main
 
         return dashboard_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a usage error argparse has already printed (2)
+        return exc.code if isinstance(exc.code, int) else ExitCode.OK if exc.code is None else ExitCode.USAGE
     if getattr(args, "signal", None) is not None and args.signal.isdigit():
         args.signal = int(args.signal)
     try:
-        return args.func(args)
+        with _plain_store_warnings(), _verbose_logging(getattr(args, "verbose", False)):
+            return int(args.func(args))
     except YuktiError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 2
+        console.print(Text.assemble(("error: ", "red"), shown(str(exc))))
+        return ExitCode.USAGE
+    except Exception as exc:  # noqa: BLE001 - a bug, not the user's input: say so and keep the traceback
+        return _internal_error(exc, debug=getattr(args, "debug", False))
+
+
+def _internal_error(exc: Exception, *, debug: bool) -> int:
+    text = traceback.format_exc()
+    where = "traceback above"
+    if debug:
+        sys.stderr.write(text)
+    else:
+        try:
+            fd, path = tempfile.mkstemp(prefix="yukti-error-", suffix=".txt")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            where = f"traceback saved to {path}"
+        except OSError:
+            sys.stderr.write(text)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    console.print(Text.assemble(("internal error: ", "red"), shown(f"{type(exc).__name__}: {first}")))
+    console.print(f"{escape(where)} (this is a bug in Yukti or a backend; `yukti --debug ...` prints the traceback)",
+                  style="dim", highlight=False)
+    return ExitCode.INTERNAL
+
+
+@contextlib.contextmanager
+def _plain_store_warnings() -> Iterator[None]:
+    """Store warnings (a skipped file) as one `warning:` line on stderr, not Python's source-line format."""
+    from yukti.results import StoreWarning
+
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def plain(message: Warning | str, category: type[Warning], *rest: Any, **kwargs: Any) -> None:
+            if issubclass(category, StoreWarning):
+                err_console.print(Text.assemble(("warning: ", "yellow"), shown(str(message))), highlight=False)
+            else:
+                show(message, category, *rest, **kwargs)
+
+        warnings.showwarning = plain
+        yield
+
+
+@contextlib.contextmanager
+def _verbose_logging(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("yukti: %(message)s"))
+    logger = logging.getLogger("yukti")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ budget and a minimum call count are met. One tidy DataFrame comes back (schema: 
 from __future__ import annotations
 
 import gc
+import logging
 import resource
 import time
 import traceback
@@ -18,13 +19,16 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from yukti import metrics, registry, results
+from yukti import metrics, registry, results, validation
 from yukti.datasets import Dataset
 from yukti.errors import InputError, YuktiError
 from yukti.model import Model
 from yukti.runner import Runner
 
 REFERENCE_BACKEND = "reference"
+
+# INFO: each backend as it is measured and stored (`yukti bench --verbose` shows these on stderr).
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,18 @@ class TimingPolicy:
     max_calls: int = 200_000
     warmup_calls: int = 10
     warmup_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        # A negative or NaN budget would stop after min_calls with an "ok" row that looks measured.
+        checked = {
+            "time_budget_s": validation.positive_finite("time_budget_s", self.time_budget_s),
+            "min_calls": validation.positive_int("min_calls", self.min_calls),
+            "max_calls": validation.positive_int("max_calls", self.max_calls),
+            "warmup_calls": validation.non_negative_int("warmup_calls", self.warmup_calls),
+            "warmup_s": validation.non_negative_finite("warmup_s", self.warmup_s),
+        }
+        for name, value in checked.items():  # plain int/float, whatever number type was given
+            object.__setattr__(self, name, value)
 
 
 def pin_tensorflow_threads(threads: int) -> bool:
@@ -174,14 +190,22 @@ def benchmark(
     """Measure `model` on `backends` (default: every registered one) and return the results.
 
     Unavailable or unsupporting backends get a row with `status` and the reason; a backend that
-    fails is recorded as `status="error"` and does not stop the others.
+    fails is recorded as `status="error"` and does not stop the others. With `store` (True: the
+    default store, or a folder), the run's file is rewritten after each backend, so a run killed
+    midway keeps every backend that finished.
     """
+    threads = validation.positive_int("threads", threads)
+    max_eval_samples = validation.positive_int("max_eval_samples", max_eval_samples)
+    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Iterable):
+        raise InputError(f"batch_sizes must be a sequence of integers >= 1; got {batch_sizes!r}")
+    batch_sizes = [validation.positive_int("batch_sizes item", b) for b in batch_sizes]
+    if not batch_sizes:
+        raise InputError("batch_sizes must name at least one batch size (integers >= 1); got none")
+    if policy is not None and not isinstance(policy, TimingPolicy):
+        raise InputError(f"policy must be a yukti.TimingPolicy; got {type(policy).__name__}")
     model = resolve_model(model, threads=threads)
     policy = policy or TimingPolicy()
     options = options or {}
-    batch_sizes = [int(b) for b in batch_sizes]
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise InputError(f"batch sizes must be positive integers; got {batch_sizes}")
     names = list(backends) if backends else registry.names()
     for name in names:
         registry.backend_info(name)  # unknown names fail before any measuring starts; broken plugins become "unavailable"
@@ -201,6 +225,7 @@ def benchmark(
         "timestamp": pd.Timestamp.now(tz="UTC"), **env,
     }
 
+    run_file = results.new_run_path(None if store is True else store) if store else None
     progress_bar = _Progress(progress, total=len(names) * (1 + len(batch_sizes)) + 1)
     rows: list[dict[str, Any]] = []
     with progress_bar:
@@ -209,10 +234,16 @@ def benchmark(
         for name in names:
             rows.extend(_measure_backend(name, model, batch_sizes, threads, options.get(name, {}), policy,
                                          eval_arrays, reference_out, dataset, progress_bar))
-    frame = results.conform(pd.DataFrame([{**common, **row} for row in rows]))
-    if store:
-        results.append(frame, None if store is True else store)
-    return frame
+            log.info("measured %s (run %s)", name, run_id)
+            if run_file is not None:
+                # The whole run so far, atomically: a kill loses at most the backend in flight.
+                results.write_run(_run_frame(common, rows), run_file)
+                log.info("stored %s (run %s, %d rows) in %s", name, run_id, len(rows), run_file)
+    return _run_frame(common, rows)
+
+
+def _run_frame(common: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return results.conform(pd.DataFrame([{**common, **row} for row in rows]))
 
 
 def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: int, extra: dict[str, Any],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import numbers
 import os
 import tempfile
 import warnings
@@ -128,8 +129,15 @@ class Model:
 
         Accepts an array (single-input models), a sequence of arrays in input order, or a dict
         keyed by input name; torch tensors are accepted in place of arrays. Converts only where
-        no value changes (dtype widening, exact narrowing, non-contiguous memory); anything else
-        raises `InputError` naming the expected shape and dtype.
+        no value changes (dtype widening, exact narrowing, non-contiguous, Fortran-ordered,
+        negative-stride or big-endian memory, bfloat16/float8 from ml_dtypes or torch widened to
+        float32); anything else raises `InputError` naming the expected shape and dtype.
+
+        A nested list of numbers is one array, read as `np.asarray(value)` reads it
+        (`[[0.1] * 16]` is a (1, 16) input); its Python floats are rounded to a narrower float
+        input dtype as `np.float32(0.1)` rounds them. A list holding arrays or tensors is a
+        sequence of inputs. Masked arrays are refused (the mask has no meaning to a network):
+        fill them explicitly with `x.filled(value)`.
         """
         specs = self.inputs
         # Fast path (the batch-1 hot loop): one well-formed float array needs three cheap checks.
@@ -149,7 +157,7 @@ class Model:
                     f"model {self.name!r} expects inputs {names}; missing {missing}, unexpected {extra}"
                 )
             arrays = [inputs[n] for n in names]
-        elif isinstance(inputs, (list, tuple)):
+        elif isinstance(inputs, (list, tuple)) and not (len(specs) == 1 and _is_nested_numbers(inputs)):
             if len(inputs) != len(specs):
                 raise InputError(
                     f"model {self.name!r} expects {len(specs)} input(s) "
@@ -170,6 +178,8 @@ class Model:
             array = _to_numpy(value, spec)
             if array.ndim != len(spec.shape):
                 hint = " (a single sample needs a leading batch dimension: x[None])" if array.ndim == len(spec.shape) - 1 else ""
+                if array.ndim == len(spec.shape) + 1 and isinstance(value, (list, tuple)):
+                    hint = " (a nested list is read as one array, as np.asarray reads it: drop the outer list)"
                 raise InputError(f"input {spec.describe()} expects {len(spec.shape)} dimensions; got shape {array.shape}{hint}")
             if array.shape[0] == 0:
                 raise InputError(f"input {spec.describe()} got an empty batch (shape {array.shape}); batch size must be >= 1")
@@ -184,11 +194,7 @@ class Model:
             if not array.flags.c_contiguous:
                 array = np.ascontiguousarray(array)
             if check_finite and array.dtype.kind == "f" and not _all_finite(array):
-                bad = np.argwhere(~np.isfinite(array))[0]
-                raise InputError(
-                    f"input {spec.describe()} holds a non-finite value ({array[tuple(bad)]}) at index {tuple(int(i) for i in bad)}; "
-                    "expected finite numbers (pass check_finite=False to the runner to let NaN/inf through)"
-                )
+                raise _non_finite_error(spec, array)
             checked.append(array)
         return checked
 
@@ -219,35 +225,158 @@ def _all_finite(array: np.ndarray) -> bool:
     return bool(np.isfinite(flat).all())
 
 
+def _non_finite_error(spec: TensorSpec, array: np.ndarray) -> InputError:
+    """The InputError for a NaN/inf in `array` (a plain float ndarray), naming the first one."""
+    bad = np.argwhere(~np.isfinite(array))
+    where = f" ({array[tuple(bad[0])]}) at index {tuple(int(i) for i in bad[0])}" if len(bad) else ""
+    return InputError(
+        f"input {spec.describe()} holds a non-finite value{where}; "
+        "expected finite numbers (pass check_finite=False to the runner to let NaN/inf through)"
+    )
+
+
+def _is_nested_numbers(value: list | tuple) -> bool:
+    """True when a list/tuple reads as one array of numbers (`[[0.1, 0.2], [0.3, 0.4]]`) rather
+    than as a sequence of inputs (`[x1, x2]`): every element is a number or a list/tuple itself."""
+    return all(isinstance(item, (list, tuple, numbers.Number, np.bool_)) for item in value)
+
+
+def _masked_error(spec: TensorSpec) -> InputError:
+    # Refused, not filled: a network has no notion of "masked", and any fill value (0, the mean,
+    # the data under the mask) is a modelling choice that only the caller can make.
+    return InputError(
+        f"input {spec.describe()} got a numpy masked array; a network cannot skip masked entries and Yukti "
+        "does not guess what they should be. Fill them explicitly: x.filled(0.0) (or another value), or "
+        "np.ma.getdata(x) to use the data under the mask as it is"
+    )
+
+
 def _to_numpy(value: Any, spec: TensorSpec) -> np.ndarray:
-    if isinstance(value, np.ndarray):
+    """`value` as a plain numpy array of whatever dtype it holds (`_to_dtype` decides whether that
+    converts); refuses what is no array at all."""
+    if type(value) is np.ndarray:
         return value
+    if isinstance(value, np.ma.MaskedArray):
+        raise _masked_error(spec)
+    if isinstance(value, np.ndarray):
+        # np.matrix, np.memmap, user subclasses: their operators differ (np.matrix's dot broke the
+        # finite check), so a plain view of the same memory is checked and run.
+        return np.asarray(value)
     module = type(value).__module__
     if module.startswith("torch") and hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
+        return _torch_to_numpy(value, spec)
     if module.startswith(("tensorflow", "keras")) and hasattr(value, "numpy"):
-        return np.asarray(value.numpy())
+        try:
+            return np.asarray(value.numpy())
+        except Exception as exc:  # symbolic tensors, tensors on a device TensorFlow cannot copy from
+            raise InputError(f"input {spec.describe()} got a {type(value).__name__} that does not convert to numpy: {exc}") from None
+    if value is None:
+        raise InputError(f"input {spec.describe()} expects an array; got None")
+    if isinstance(value, (str, bytes, bytearray)):
+        raise InputError(f"input {spec.describe()} expects a numeric array; got a {type(value).__name__} ({str(value)[:40]!r})")
+    if isinstance(value, (list, tuple)):
+        return _nested_to_numpy(value, spec)
     try:
         array = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
+    except Exception as exc:
         raise InputError(f"input {spec.describe()} expects an array; could not convert {type(value).__name__}: {exc}") from None
-    if array.dtype == object or array.dtype.kind in "USV":
-        raise InputError(f"input {spec.describe()} expects a numeric array; got {type(value).__name__} of dtype {array.dtype}")
+    if array.dtype == object:
+        raise InputError(f"input {spec.describe()} expects a numeric array; got a {type(value).__name__}, which numpy reads as Python objects")
     return array
+
+
+def _nested_to_numpy(value: list | tuple, spec: TensorSpec) -> np.ndarray:
+    """A nested list of numbers as `np.asarray` reads it, its Python floats rounded to the input's
+    float dtype (see `Model.validate_inputs`)."""
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged rows, too deep a nesting
+        raise InputError(
+            f"input {spec.describe()} got a nested list that is not one rectangular array of numbers "
+            f"(rows of different lengths?): {exc}"
+        ) from None
+    if array.dtype.kind in "OUSV":
+        raise InputError(
+            f"input {spec.describe()} expects a nested list of numbers; got one holding non-numbers "
+            f"(None, strings, mixed types or integers beyond 64 bits: numpy reads it as dtype {array.dtype})"
+        )
+    want = spec.dtype
+    if array.dtype == np.float64 and want.kind == "f" and want.itemsize < array.dtype.itemsize:
+        # A Python float is a decimal literal that binary floats of any width rarely hold exactly
+        # ([[0.1] * 16]), so the exactness rule for arrays would refuse nearly every list.
+        with np.errstate(over="ignore"):
+            rounded = array.astype(want)
+        overflow = np.argwhere(np.isfinite(array) & ~np.isfinite(rounded))
+        if len(overflow):
+            index = tuple(int(i) for i in overflow[0])
+            raise InputError(f"input {spec.describe()} got {array[index]} at index {index}, outside the range of {want.name}")
+        return rounded
+    return array
+
+
+def _torch_to_numpy(tensor: Any, spec: TensorSpec) -> np.ndarray:
+    import torch
+
+    try:
+        tensor = tensor.detach()
+        if tensor.layout != torch.strided:
+            raise InputError(f"input {spec.describe()} got a {tensor.layout} torch tensor; pass a dense one (tensor.to_dense())")
+        if tensor.is_quantized:
+            raise InputError(f"input {spec.describe()} got a quantized torch tensor ({tensor.dtype}); pass tensor.dequantize()")
+        if tensor.is_floating_point() and tensor.element_size() < 4 and tensor.dtype != torch.float16:
+            # bfloat16 and the float8 types have no numpy dtype; float32 holds each of their values exactly
+            tensor = tensor.to(torch.float32)
+        return tensor.cpu().resolve_conj().resolve_neg().numpy()
+    except InputError:
+        raise
+    except Exception as exc:  # a dtype numpy lacks, a meta tensor, a device without a copy to host
+        raise InputError(
+            f"input {spec.describe()} got a torch tensor of dtype {tensor.dtype} on {tensor.device} that does not "
+            f"convert to numpy: {exc}"
+        ) from None
+
+
+def _is_numeric(dtype: np.dtype) -> bool:
+    # ml_dtypes (bfloat16, float8_*, int4...) register their types as kind "V" (one float8 as "f")
+    return dtype.kind in "biuf" or dtype.type.__module__ == "ml_dtypes"
+
+
+def _why_not_numeric(dtype: np.dtype, want: np.dtype) -> str:
+    kind = dtype.kind
+    if kind == "c":
+        return f"complex numbers have no {want.name} counterpart; pass x.real if the imaginary parts are not needed"
+    if kind == "O":
+        return f"dtype object holds arbitrary Python objects; if they are numbers, convert with x.astype(np.{want.name})"
+    if kind in "US":
+        return "strings are not numbers; parse them first"
+    if kind == "M":
+        return "datetime64 values are dates, not numbers; convert them, e.g. (x - x.min()) / np.timedelta64(1, 's')"
+    if kind == "m":
+        return "timedelta64 values carry a unit; convert them to numbers, e.g. x / np.timedelta64(1, 's')"
+    if dtype.names:
+        return ("a structured array holds named fields; pass one field (x['name']) or "
+                "numpy.lib.recfunctions.structured_to_unstructured(x)")
+    return "raw bytes (a void dtype) are not numbers"
 
 
 def _to_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     want = spec.dtype
     if array.dtype == want:
         return array
-    if array.dtype.kind not in "biuf" or array.dtype.kind == "c":
-        raise InputError(f"input {spec.describe()} expects a numeric array of dtype {want.name}; got dtype {array.dtype}, which does not convert")
-    if np.can_cast(array.dtype, want, casting="safe"):
+    if not _is_numeric(array.dtype):
+        raise InputError(
+            f"input {spec.describe()} expects a numeric array of dtype {want.name}; got dtype {array.dtype}, which does not "
+            f"convert: {_why_not_numeric(array.dtype, want)}"
+        )
+    if np.can_cast(array.dtype, want, casting="safe"):  # widening; byte order; bfloat16 -> float32
         return array.astype(want)
-    converted = array.astype(want)
-    # Exact narrowing (float64 values that are float32 numbers, small integers) changes nothing.
-    with np.errstate(invalid="ignore", over="ignore"):
-        exact = np.array_equal(converted.astype(array.dtype), array, equal_nan=array.dtype.kind == "f")
+    try:
+        # Exact narrowing (float64 values that are float32 numbers, small integers) changes nothing.
+        with np.errstate(invalid="ignore", over="ignore"):  # thread-local, unlike warnings filters
+            converted = array.astype(want)
+            exact = np.array_equal(converted.astype(array.dtype), array, equal_nan=array.dtype.kind not in "biu")
+    except (TypeError, ValueError):  # a cast ml_dtypes does not define
+        exact = False
     if exact:
         return converted
     raise InputError(
@@ -276,7 +405,8 @@ def load(
         path = Path(source)
         if not path.is_file():
             raise ModelLoadError(f"no ONNX file at {str(path)!r} (expected a path to a .onnx file)")
-        return from_onnx(path.read_bytes(), name=name or path.stem, origin=str(path))
+        # external data (weights in side files) is read from the model file's folder, not the cwd
+        return from_onnx(path.read_bytes(), name=name or path.stem, origin=str(path), base_dir=path.parent)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return from_onnx(bytes(source), name=name or "model")
     if isinstance(source, onnx.ModelProto):
@@ -293,7 +423,11 @@ def load(
     )
 
 
-def from_onnx(data: bytes, *, name: str = "model", origin: str = "bytes", **extra: Any) -> Model:
+def from_onnx(data: bytes, *, name: str = "model", origin: str = "bytes", base_dir: str | os.PathLike | None = None,
+              **extra: Any) -> Model:
+    """A Model from serialized ONNX. Tensors kept in external data files are read from `base_dir`
+    (the model file's folder; locations may not leave it) and inlined, so the weights are part of
+    the canonical bytes and of the model hash; without `base_dir` such a model is refused."""
     what = origin if origin != "bytes" else "the given bytes"
     try:
         proto = onnx.load_from_string(data)
@@ -301,6 +435,9 @@ def from_onnx(data: bytes, *, name: str = "model", origin: str = "bytes", **extr
         raise ModelLoadError(f"{what} is not a valid ONNX model (expected a serialized onnx.ModelProto): {exc}") from None
     if not proto.graph.node or not proto.graph.output:
         raise ModelLoadError(f"{what} is not a usable ONNX model (expected a graph with nodes and outputs; the file may be truncated or not ONNX)")
+    external = _external_tensors(proto)
+    if external:
+        _inline_external_data(proto, external, base_dir, what, len(data))
     try:
         onnx.checker.check_model(proto)
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
@@ -318,6 +455,110 @@ def from_onnx(data: bytes, *, name: str = "model", origin: str = "bytes", **extr
             raise ModelLoadError(f"{what}: tensor {spec.name!r} has no shape; Yukti needs a batch dimension on every input and output")
     canonical = proto.SerializeToString(deterministic=True)
     return Model(name=name, inputs=inputs, outputs=outputs, source="onnx", _onnx_bytes=canonical, meta={"origin": origin}, **extra)
+
+
+def _external_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """Every tensor of the model whose data lives in an external file: initializers (sparse ones
+    too) and attribute tensors, in the main graph, its subgraphs and the model's functions."""
+    found: list[onnx.TensorProto] = []
+
+    def from_nodes(nodes: Sequence[onnx.NodeProto]) -> None:
+        for node in nodes:
+            for attribute in node.attribute:
+                tensors = [attribute.t, *attribute.tensors]
+                for sparse in [attribute.sparse_tensor, *attribute.sparse_tensors]:
+                    tensors += [sparse.values, sparse.indices]
+                found.extend(t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL)
+                for graph in [attribute.g, *attribute.graphs]:
+                    from_graph(graph)
+
+    def from_graph(graph: onnx.GraphProto) -> None:
+        tensors = [*graph.initializer, *(t for s in graph.sparse_initializer for t in (s.values, s.indices))]
+        found.extend(t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL)
+        from_nodes(graph.node)
+
+    from_graph(proto.graph)
+    for function in proto.functions:
+        from_nodes(function.node)
+    return found
+
+
+def _inline_external_data(proto: onnx.ModelProto, tensors: list[onnx.TensorProto], base_dir: str | os.PathLike | None,
+                          what: str, model_bytes: int) -> None:
+    """Read each external tensor's data from `base_dir` into the tensor (checked before reading:
+    the location stays inside the folder, the range inside the file, the whole model under 2 GB)."""
+    from onnx.external_data_helper import ExternalDataInfo
+
+    first = tensors[0]
+    location = next((entry.value for entry in first.external_data if entry.key == "location"), "")
+    if base_dir is None:
+        raise ModelLoadError(
+            f"{what} keeps tensor {first.name!r}{f' (and {len(tensors) - 1} more)' if len(tensors) > 1 else ''} in external "
+            f"data ({location!r}) and there is "
+            "no folder to read it from: load the model from its file, yukti.load('path/model.onnx'), so that the data "
+            "is read from beside it, or pass onnx.load('path/model.onnx') (which reads the data in)")
+    folder = os.path.realpath(base_dir)
+    total = model_bytes
+    reads = []  # (tensor, location, resolved file, offset, length), all checked before any is read
+    for tensor in tensors:
+        try:
+            info = ExternalDataInfo(tensor)
+        except ValueError as exc:  # a negative offset or length
+            raise ModelLoadError(f"{what}: tensor {tensor.name!r} has unusable external data fields: {exc}") from None
+        where = f"{what}: tensor {tensor.name!r} stores its data at {info.location!r}"
+        parts = info.location.replace("\\", "/").split("/")
+        if not info.location or os.path.isabs(info.location) or parts[0] == "" or ".." in parts or ":" in parts[0]:
+            raise ModelLoadError(f"{where}; an external data location must be a relative path inside the model's folder "
+                                 f"{str(base_dir)!r} (no absolute path, no '..')")
+        try:
+            target = os.path.realpath(os.path.join(folder, info.location))
+            inside = os.path.commonpath([folder, target]) == folder
+            size = os.path.getsize(target) if inside and os.path.isfile(target) else None
+        except (OSError, ValueError) as exc:  # a NUL in the name, a path too long
+            raise ModelLoadError(f"{where}, which cannot be opened: {exc}") from None
+        if not inside:
+            raise ModelLoadError(f"{where}, which resolves to {target}, outside the model's folder {folder} (a symlink?); refused")
+        if size is None:
+            raise ModelLoadError(f"{where}: no such file in the model's folder {folder}")
+        offset = info.offset or 0
+        length = info.length if info.length is not None else max(size - offset, 0)
+        if offset + length > size:
+            raise ModelLoadError(f"{where}: bytes {offset}..{offset + length} lie past the end of the {size}-byte file (truncated?)")
+        expected = _raw_bytes(tensor)
+        if expected is not None and length != expected:
+            raise ModelLoadError(f"{where}: {length} bytes, where its shape {list(tensor.dims)} needs {expected}")
+        total += length
+        reads.append((tensor, info.location, target, offset, length))
+        if total >= onnx.checker.MAXIMUM_PROTOBUF:
+            raise ModelLoadError(
+                f"{what} with its external data holds more than {onnx.checker.MAXIMUM_PROTOBUF} bytes, protobuf's limit for one "
+                "ONNX message; Yukti hashes and hands models around as one message, so it cannot take a model this large")
+    for tensor, location, target, offset, length in reads:
+        # Read here rather than by onnx.external_data_helper, which refuses every symlink, even one
+        # inside the folder; the resolved path was checked above.
+        try:
+            with open(target, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except OSError as exc:
+            raise ModelLoadError(f"{what}: could not read external data of tensor {tensor.name!r} from {location!r}: {exc}") from None
+        if len(data) != length:  # the file shrank since it was measured
+            raise ModelLoadError(f"{what}: external data of tensor {tensor.name!r} at {location!r} ended after {len(data)} of {length} bytes")
+        tensor.raw_data = data
+        tensor.data_location = onnx.TensorProto.DEFAULT
+        del tensor.external_data[:]
+
+
+def _raw_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes of the tensor's raw data by its shape and type; None for types this does not size
+    (strings, ml_dtypes' 4-bit types that pack two values per byte): the checker judges those."""
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if dtype.kind not in "biufc" or dtype.type.__module__ != "numpy":
+        return None
+    return math.prod(tensor.dims) * dtype.itemsize
 
 
 def _is_torch_module(obj: Any) -> bool:

@@ -4,6 +4,11 @@ Store: a folder of Parquet files, one per benchmark run, each written atomically
 rename). Chosen over SQLite because appending a run never rewrites or locks earlier data (two
 processes can store at once), new columns need no migration (readers take the union of columns),
 and pandas/pyarrow read it directly, as the dashboard and asv loader do.
+
+A benchmark rewrites its own run's file (atomically) after each backend, so a killed run keeps every
+backend that finished. Reading degrades instead of failing: a file that is not a readable results
+file is skipped with a StoreWarning naming it, and temp files left by a writer killed mid-store are
+recovered (complete) or removed (incomplete) once older than STALE_TMP_AGE_S.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 import uuid
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -59,28 +67,166 @@ def _as_json(value: object) -> object:
     return value
 
 
-def append(frame: pd.DataFrame, store: str | os.PathLike | None = None) -> Path:
-    """Write one run's rows as a new Parquet file in the store; returns its path."""
+def new_run_path(store: str | os.PathLike | None = None) -> Path:
+    """A fresh file name for one run in the store (nothing is written)."""
     folder = Path(store) if store is not None else default_store()
     # Nanosecond stamp first: file names sort in the order runs were stored, even within a second.
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    path = folder / f"{stamp}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    return folder / f"{stamp}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def write_run(frame: pd.DataFrame, path: Path) -> Path:
+    """Write (or atomically rewrite, with more rows) one run's file; returns its path."""
     buffer = io.BytesIO()
     conform(frame).to_parquet(buffer, index=False)
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def append(frame: pd.DataFrame, store: str | os.PathLike | None = None) -> Path:
+    """Write one run's rows as a new Parquet file in the store; returns its path."""
+    return write_run(frame, new_run_path(store))
+
+
+class StoreWarning(UserWarning):
+    """A results file was skipped as unreadable, or a leftover of a killed writer was cleaned."""
+
+
+# atomic_write_bytes writes `.<name>.<random>.tmp` and renames it within milliseconds; an older one
+# was left by a process killed while storing. A younger one may belong to a writer still at work.
+STALE_TMP_AGE_S = 300.0
+_LEFTOVER = re.compile(r"^\.(?P<name>[^/]+\.parquet)\.[^.]+\.tmp$")
+
+# Every row the engine writes has these; a Parquet file without them is not a results file.
+IDENTITY_COLUMNS = ("run_id", "model", "backend", "status")
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoreContents:
+    """What `read_store` found: the rows, and every file it could not use or had to clean up."""
+
+    frame: pd.DataFrame  # as `load` returns it
+    files: tuple[Path, ...]  # results files read
+    skipped: tuple[SkippedFile, ...]  # unreadable or foreign files, left in place
+    recovered: tuple[Path, ...]  # complete leftovers of killed writers, renamed into result files
+    removed: tuple[SkippedFile, ...]  # incomplete leftovers of killed writers, deleted
+
+
 def load(store: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Every stored row, oldest run first (an empty frame with the schema when there are none)."""
+    """Every stored row, oldest run first (an empty frame with the schema when there are none).
+
+    Files that cannot be read as results are skipped with a StoreWarning naming each (`read_store`
+    lists them); stale leftovers of killed writers are recovered or removed first."""
+    return read_store(store).frame
+
+
+def read_store(store: str | os.PathLike | None = None, *, warn: bool = True,
+               stale_tmp_age_s: float = STALE_TMP_AGE_S) -> StoreContents:
+    """The store's rows and a report of what was skipped, recovered and removed.
+
+    A file is skipped (never deleted) when it is not a readable Parquet file, lacks the identity
+    columns (IDENTITY_COLUMNS) or has an unreadable timestamp; with `warn`, a StoreWarning names each.
+    A `.<name>.parquet.<random>.tmp` older than `stale_tmp_age_s` seconds is renamed to `<name>.parquet`
+    when it holds a complete results file (a writer killed between writing and renaming), and deleted
+    otherwise; younger ones are left alone. A store that cannot be written keeps its leftovers."""
     folder = Path(store) if store is not None else default_store()
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    if not files:
-        return conform(pd.DataFrame(columns=COLUMNS))
-    frames = [pd.read_parquet(f) for f in files]
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
-    frame = conform(frame)
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-    return frame
+    empty = conform(pd.DataFrame(columns=COLUMNS))
+    if not folder.is_dir():
+        return StoreContents(empty, (), (), (), ())
+    recovered, removed, already_read = _tidy(folder, stale_tmp_age_s)
+    files = sorted(folder.glob("*.parquet"))
+    frames, read, skipped = [], [], []
+    for path in files:
+        frame, reason = already_read[path] if path in already_read else _read_results_file(path)
+        if frame is None:
+            skipped.append(SkippedFile(path, reason))
+        else:
+            frames.append(frame)
+            read.append(path)
+    if warn:
+        for item in removed:
+            warnings.warn(f"removed {item.path}, an incomplete leftover of a killed run ({item.reason})", StoreWarning, stacklevel=2)
+        for path in recovered:
+            warnings.warn(f"recovered {path} from the leftover of a run killed while storing", StoreWarning, stacklevel=2)
+        for item in skipped:
+            warnings.warn(f"skipped {item.path}: {item.reason}", StoreWarning, stacklevel=2)
+    filled = [f for f in frames if len(f)]
+    if not frames:
+        frame = empty
+    else:  # concatenating all-NA columns of empty frames would change dtypes for nothing
+        frame = conform(pd.concat(filled, ignore_index=True) if filled else frames[0])
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return StoreContents(frame, tuple(read), tuple(skipped), tuple(recovered), tuple(removed))
+
+
+def tidy(store: str | os.PathLike | None = None, *, stale_tmp_age_s: float = STALE_TMP_AGE_S) -> tuple[list[Path], list[SkippedFile]]:
+    """Recover or remove stale leftovers of killed writers (as `read_store` does); (recovered, removed)."""
+    folder = Path(store) if store is not None else default_store()
+    if not folder.is_dir():
+        return [], []
+    recovered, removed, _ = _tidy(folder, stale_tmp_age_s)
+    return recovered, removed
+
+
+def _read_results_file(path: Path) -> tuple[pd.DataFrame | None, str]:
+    """(rows, "") for a results file; (None, why) for anything else. Reads the file once."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return None, "not a regular file"
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - whatever the bytes are, one bad file must not break the store
+        detail = _first_line(exc).replace(f"Could not open Parquet input source '{path}': ", "")  # the path is named already
+        return None, f"not a readable Parquet file ({type(exc).__name__}: {detail})"
+    missing = [c for c in IDENTITY_COLUMNS if c not in table.column_names]
+    if missing:
+        return None, f"not a Yukti results file: no column(s) {', '.join(missing)}"
+    try:
+        frame = table.to_pandas()
+        if "timestamp" in frame.columns:
+            frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    except Exception as exc:  # noqa: BLE001 - valid Parquet holding contents pandas cannot take
+        return None, f"unreadable contents ({type(exc).__name__}: {_first_line(exc)})"
+    return frame, ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _tidy(folder: Path, stale_tmp_age_s: float) -> tuple[list[Path], list[SkippedFile], dict[Path, tuple[pd.DataFrame | None, str]]]:
+    recovered: list[Path] = []
+    removed: list[SkippedFile] = []
+    already_read: dict[Path, tuple[pd.DataFrame | None, str]] = {}
+    now = time.time()
+    for leftover in sorted(folder.glob(".*.tmp")):
+        match = _LEFTOVER.match(leftover.name)
+        if match is None:
+            continue
+        try:
+            if now - leftover.stat().st_mtime < stale_tmp_age_s:
+                continue  # possibly a writer between its write and its rename
+            frame, reason = _read_results_file(leftover)
+            if frame is None:
+                leftover.unlink()
+                removed.append(SkippedFile(leftover, reason))
+            else:
+                # The leftover is the newest version of its run's file (a writer removes its temp file
+                # on every failure but a kill), so it replaces an older version of the same name.
+                target = folder / match["name"]
+                os.replace(leftover, target)
+                recovered.append(target)
+                already_read[target] = (frame, "")
+        except OSError:  # gone (another reader tidied it first), or a read-only store: reading still works
+            continue
+    return recovered, removed, already_read
 
 
 def fingerprint_of(run: pd.DataFrame) -> dict[str, object]:

@@ -113,6 +113,16 @@ def safe_comment(text: str) -> str:
     return "".join(c if c in _LITERAL_SAFE or c in "'\"" else "_" for c in text)
 
 
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal or a log: control characters (ESC sequences, CR, NUL...), bidirectional
+    overrides and invisible characters become visible escapes such as `\\x1b`, so a name from a
+    model file can neither drive the terminal nor hide or reorder what is printed around it."""
+    return _INVISIBLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def sanitized_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` in which every value, node and graph name is a unique safe identifier and
     every doc string, producer and metadata field is empty. Computation and order are unchanged;

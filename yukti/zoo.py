@@ -299,7 +299,9 @@ def get(name: str, *, seed: int = 0, cache: ArtifactCache | None = None) -> Mode
     cache = cache or ArtifactCache()
     # For torch models the key is unchanged from before the trainers were split out (same entries).
     parts = {"zoo": name, "recipe": spec.recipe_version, "seed": seed, **trainer.versions()}
-    entry = cache.get_or_build(parts, lambda tmp: _train_into(spec, seed, tmp))
+    # Every trainer writes model.onnx and training.json; the cache checks every file of the entry
+    # against its checksum before _assemble loads any of them (a damaged one is retrained).
+    entry = cache.get_or_build(parts, lambda tmp: _train_into(spec, seed, tmp), files=("model.onnx", "training.json"))
     return _assemble(spec, entry.path, seed)
 
 

@@ -21,7 +21,9 @@ BRIDGE_SOURCE = r"""
 #include <stdint.h>
 
 typedef int64_t (*infer_fn)(const float* const*, float* const*, int64_t);
-#define MAX_TENSORS 256  /* column input passes one array per feature */
+/* Tensors whose buffer views and pointers live on the stack; more (column input passes one array
+   per feature) take one heap block, so there is no limit and the common call allocates nothing. */
+#define STACK_TENSORS 16
 #define GIL_RELEASE_BATCH 64
 
 /* call(address, inputs_tuple, outputs_tuple, batch) -> int64 returned by infer */
@@ -30,35 +32,48 @@ static PyObject* bridge_call(PyObject* self, PyObject* const* args, Py_ssize_t n
   infer_fn fn = (infer_fn)PyLong_AsVoidPtr(args[0]);
   long long batch = PyLong_AsLongLong(args[3]);
   if (PyErr_Occurred()) return NULL;
+  if (fn == NULL || batch < 0) { PyErr_SetString(PyExc_ValueError, "call needs a function address and a batch >= 0"); return NULL; }
   PyObject* ins = args[1];
   PyObject* outs = args[2];
   if (!PyTuple_Check(ins) || !PyTuple_Check(outs)) { PyErr_SetString(PyExc_TypeError, "inputs and outputs must be tuples"); return NULL; }
-  Py_ssize_t n_in = PyTuple_GET_SIZE(ins), n_out = PyTuple_GET_SIZE(outs);
-  if (n_in > MAX_TENSORS || n_out > MAX_TENSORS) { PyErr_SetString(PyExc_ValueError, "too many tensors"); return NULL; }
-  Py_buffer views[2 * MAX_TENSORS];
-  const float* in_ptrs[MAX_TENSORS];
-  float* out_ptrs[MAX_TENSORS];
+  const Py_ssize_t n_in = PyTuple_GET_SIZE(ins), n_out = PyTuple_GET_SIZE(outs), n = n_in + n_out;
+  Py_buffer stack_views[STACK_TENSORS];
+  const float* stack_in[STACK_TENSORS];
+  float* stack_out[STACK_TENSORS];
+  Py_buffer* views = stack_views;
+  const float** in_ptrs = stack_in;
+  float** out_ptrs = stack_out;
+  void* heap = NULL;
+  if (n > STACK_TENSORS) {
+    heap = PyMem_Malloc((size_t)n * (sizeof(Py_buffer) + sizeof(void*)));
+    if (heap == NULL) return PyErr_NoMemory();
+    views = (Py_buffer*)heap;
+    in_ptrs = (const float**)(views + n);
+    out_ptrs = (float**)(in_ptrs + n_in);
+  }
+  PyObject* result = NULL;
   Py_ssize_t taken = 0;
-  for (Py_ssize_t i = 0; i < n_in + n_out; ++i) {
-    PyObject* obj = i < n_in ? PyTuple_GET_ITEM(ins, i) : PyTuple_GET_ITEM(outs, i - n_in);
-    int flags = PyBUF_C_CONTIGUOUS | (i < n_in ? 0 : PyBUF_WRITABLE);
-    if (PyObject_GetBuffer(obj, &views[i], flags) != 0) goto fail;
-    taken = i + 1;
-    if (i < n_in) in_ptrs[i] = (const float*)views[i].buf; else out_ptrs[i - n_in] = (float*)views[i].buf;
+  for (; taken < n; ++taken) {
+    const bool is_in = taken < n_in;
+    PyObject* obj = is_in ? PyTuple_GET_ITEM(ins, taken) : PyTuple_GET_ITEM(outs, taken - n_in);
+    if (PyObject_GetBuffer(obj, &views[taken], PyBUF_C_CONTIGUOUS | (is_in ? 0 : PyBUF_WRITABLE)) != 0) goto done;
+    if (is_in) in_ptrs[taken] = (const float*)views[taken].buf; else out_ptrs[taken - n_in] = (float*)views[taken].buf;
   }
-  int64_t rc;
-  if (batch >= GIL_RELEASE_BATCH) {
-    Py_BEGIN_ALLOW_THREADS
-    rc = fn(in_ptrs, out_ptrs, (int64_t)batch);
-    Py_END_ALLOW_THREADS
-  } else {
-    rc = fn(in_ptrs, out_ptrs, (int64_t)batch);
+  {
+    int64_t rc;
+    if (batch >= GIL_RELEASE_BATCH) {
+      Py_BEGIN_ALLOW_THREADS
+      rc = fn(in_ptrs, out_ptrs, (int64_t)batch);
+      Py_END_ALLOW_THREADS
+    } else {
+      rc = fn(in_ptrs, out_ptrs, (int64_t)batch);
+    }
+    result = PyLong_FromLongLong((long long)rc);
   }
+done:
   for (Py_ssize_t i = 0; i < taken; ++i) PyBuffer_Release(&views[i]);
-  return PyLong_FromLongLong((long long)rc);
-fail:
-  for (Py_ssize_t i = 0; i < taken; ++i) PyBuffer_Release(&views[i]);
-  return NULL;
+  PyMem_Free(heap);
+  return result;
 }
 
 static PyMethodDef methods[] = {

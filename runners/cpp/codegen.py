@@ -12,6 +12,7 @@ the model's input and output names, as escaped string literals (`c_string_litera
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -336,7 +337,23 @@ extern "C" void {prefix}time_infer(const float* const* in, float* const* out, in
   }}
 }}
 """
+    for text in (header, source):
+        check_source_text(text)
     return Source(header, source, tile, arena, len(graph.inputs), len(graph.outputs), in_sizes, out_sizes)
+
+
+_OUTSIDE_SOURCE_CHARSET = re.compile(r"[^\x20-\x7e\n]|\\\n")
+
+
+def check_source_text(text: str) -> None:
+    """The last gate: generated C++ is printable ASCII lines, with no backslash-newline (which would
+    join a line, a comment included, to the next). Names are derived before they get here; this
+    catches an emitter that would ever let raw text through."""
+    found = _OUTSIDE_SOURCE_CHARSET.search(text)
+    if found:
+        line = text.count("\n", 0, found.start()) + 1
+        raise RuntimeError(f"cpp: generated code holds {found.group()!r} on line {line}: an emitter wrote raw text "
+                           "(a bug in yukti, not in the model)")
 
 
 def _indent(text: str, n: int) -> str:

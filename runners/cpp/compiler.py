@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from yukti.cache import ArtifactCache, CacheEntry
+from yukti.cache import ArtifactBuildError, ArtifactCache, CacheEntry, check_shared_library
 from yukti.environment import cpu_model
 from yukti.errors import YuktiError
 
@@ -66,5 +66,18 @@ def compile_library(header: str, body: str, flags: list[str], *, cache: Artifact
         if done.returncode != 0:
             message = (done.stderr or done.stdout).strip()
             raise CompileError(f"{' '.join(command)} failed (exit {done.returncode}):\n{message[-4000:]}")
+        built = folder / library
+        if not built.is_file() or built.stat().st_size == 0:
+            wrote = "an empty" if built.is_file() else "no"
+            output = (done.stderr or done.stdout).strip()[-4000:]
+            raise CompileError(f"{' '.join(command)} exited 0 but wrote {wrote} {library} (is {cxx!r} a C++ compiler? "
+                               f"set CXX to one); nothing was cached" + (f". Its output:\n{output}" if output else ""))
 
-    return (cache or ArtifactCache()).get_or_build(parts, build)
+    def loads(folder: Path) -> None:
+        # Built by us a moment ago, so loading it here is safe; a cached one is verified by checksum.
+        try:
+            check_shared_library(folder / library)
+        except ArtifactBuildError as exc:
+            raise CompileError(f"{cxx} {' '.join(flags)} built a library that does not load: {exc}") from None
+
+    return (cache or ArtifactCache()).get_or_build(parts, build, files=(library,), validate=loads)

@@ -117,4 +117,6 @@ def export(model: Model, directory: str | Path, *, prefix: str = "") -> list[Pat
                                 in_list=", ".join(map(str, source.input_sizes)),
                                 out_list=", ".join(map(str, source.output_sizes))),
     }
+    for text in files.values():
+        codegen.check_source_text(text)
     return [atomic_write_bytes(folder / name, text.encode()) for name, text in files.items()]

@@ -80,11 +80,11 @@ def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
     for attr in node.attribute:
         value = helper.get_attribute_value(attr)
         if isinstance(value, bytes):
-            value = value.decode()
+            value = value.decode("utf-8", "replace")  # attribute strings are untrusted bytes
         elif isinstance(value, onnx.TensorProto):
             value = numpy_helper.to_array(value)
         elif isinstance(value, list):
-            value = [v.decode() if isinstance(v, bytes) else v for v in value]
+            value = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value]
         out[attr.name] = value
     return out
 

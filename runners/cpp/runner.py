@@ -8,11 +8,12 @@ pointer crosses; NaN/inf are caught by the generated code itself (cheaper than a
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from yukti.errors import InputError, UnsupportedModelError
+from yukti.errors import InputError, UnsupportedModelError, YuktiError
 from yukti.model import Model
 from yukti.runner import Runner, Support
 
@@ -66,8 +67,12 @@ class CppRunner(Runner):
         source = codegen.generate(ir.from_onnx(model.onnx), input_names=tuple(s.name for s in model.inputs),
                                   output_names=tuple(s.name for s in model.outputs))
         flags = flags_for(opt_level=opt_level, march=march, fast_math=fast_math, sanitize=sanitize, extra=tuple(extra_flags))
+        # compile_library verified model.so against its checksum (or built and loaded it) first.
         entry = compile_library(source.header, source.body, flags, model_hash=model.hash)
-        library = ctypes.CDLL(str(entry.path / "model.so"))
+        try:
+            library = ctypes.CDLL(str(entry.path / "model.so"))
+        except OSError as exc:  # removed by another process's `yukti cache clear` since the check
+            raise YuktiError(f"could not load {entry.path / 'model.so'} for model {model.name!r}: {exc}; prepare again to rebuild it") from None
         pointers, i64 = ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64
         for symbol in ("infer", "infer_checked", "infer_columns", "infer_columns_checked"):
             if hasattr(library, symbol):
@@ -103,8 +108,9 @@ class CppRunner(Runner):
                 and inputs.shape[1:] == fast[1] and inputs.shape[0] > 0):
             batch = inputs.shape[0]
             output = np.empty((batch, *fast[2]), np.float32)
-            if self._bridge.call(fast[3], (inputs,), (output,), batch) != 0:
-                self.model.validate_inputs([inputs], check_finite=True)  # raises InputError naming the value
+            status = self._bridge.call(fast[3], (inputs,), (output,), batch)
+            if status != 0:
+                raise self._non_finite_input([inputs], status)
             return output
         return super().__call__(inputs)
 
@@ -113,15 +119,31 @@ class CppRunner(Runner):
         outputs = [np.empty((batch, *shape), np.float32) for shape in self._out_shapes]
         if self._bridge is not None:
             address = self._checked_address if self._check_finite else self._infer_address
-            if self._bridge.call(address, tuple(arrays), tuple(outputs), batch) != 0:
-                self.model.validate_inputs(arrays, check_finite=True)  # raises InputError naming the value
+            status = self._bridge.call(address, tuple(arrays), tuple(outputs), batch)
+            if status != 0:
+                raise self._non_finite_input(arrays, status)
             return outputs
         ins = self._in_array_type(*[a.ctypes.data for a in arrays])
         outs = self._out_array_type(*[o.ctypes.data for o in outputs])
         infer = self._library.infer_checked if self._check_finite else self._library.infer
-        if infer(ins, outs, batch) != 0:
-            self.model.validate_inputs(arrays, check_finite=True)  # raises InputError naming the value
+        status = infer(ins, outs, batch)
+        if status != 0:
+            raise self._non_finite_input(arrays, status)
         return outputs
+
+    def _non_finite_input(self, arrays: list[np.ndarray], status: int) -> InputError:
+        """The error for a call the compiled check refused (it computed nothing: the outputs are
+        uninitialised memory and must never be returned)."""
+        try:
+            self.model.validate_inputs(arrays, check_finite=True)  # raises the InputError naming the value
+        except InputError as exc:
+            return exc
+        # Only reached when the two checks disagree (another thread changed the array in between,
+        # or a view the Python check reads differently): still no garbage out.
+        return InputError(
+            f"model {self.model.name!r}: the compiled check found a non-finite input value at flat index {int(status) - 1} "
+            "of an input; expected finite numbers (pass check_finite=False to the runner to let NaN/inf through)"
+        )
 
     # -- beyond the contract -------------------------------------------------------------------
     @classmethod
@@ -167,6 +189,8 @@ class CppRunner(Runner):
     def columns(self, columns: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """Run on column (SoA) data: F one-dimensional arrays (a sequence, a dict in feature order,
         a numpy structured array or a pandas DataFrame), read in place with one pointer per column."""
+        if self.model is None:
+            raise YuktiError(f"runner {self.name!r} is not prepared; call prepare(model) or use yukti.runner(...)")
         if not hasattr(self._library, "infer_columns"):
             raise InputError(f"model {self.model.name!r} does not take column input (it needs one 2-D input)")
         spec = self.model.inputs[0]
@@ -175,17 +199,23 @@ class CppRunner(Runner):
             arrays = [columns[name] for name in columns.dtype.names]
         elif hasattr(columns, "columns") and hasattr(columns, "to_numpy"):  # pandas DataFrame
             arrays = [columns[c].to_numpy() for c in columns.columns]
-        elif isinstance(columns, dict):
+        elif isinstance(columns, Mapping):
             arrays = list(columns.values())
         else:
-            arrays = list(columns)
+            try:
+                arrays = list(columns) if not isinstance(columns, (str, bytes)) else None
+            except TypeError:  # not iterable: a number, None, a 0-d array or tensor
+                arrays = None
+            if arrays is None:
+                raise InputError(f"input {spec.describe()} takes {features} columns (a sequence, dict, structured array or "
+                                 f"DataFrame of 1-D arrays); got a {type(columns).__name__}")
         if len(arrays) != features:
             raise InputError(f"input {spec.describe()} takes {features} columns; got {len(arrays)}")
-        batch = len(arrays[0]) if hasattr(arrays[0], "__len__") else 0
         checked = []
         for index, column in enumerate(arrays):
             if not (type(column) is np.ndarray and column.dtype == np.float32 and column.ndim == 1 and column.flags.c_contiguous):
                 column = self._convert_column(column, index)
+            batch = len(checked[0]) if checked else len(column)
             if len(column) != batch or batch == 0:
                 raise InputError(f"column {index} of {spec.name!r}: expected a non-empty 1-D array as long as column 0 "
                                  f"({batch}); got shape {column.shape}")

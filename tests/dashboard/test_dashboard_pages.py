@@ -172,3 +172,10 @@ def test_quick_benchmark_button_fills_the_store(tmp_path: Path, monkeypatch: pyt
     # after the rerun the page shows the new measurements
     at.run()
     assert set(trace_names(figures(at)[0])) == {"reference", "onnxruntime"}
+
+
+def test_a_bad_store_file_is_named_in_the_sidebar_and_the_page_still_draws(fixture_store: Path) -> None:
+    (fixture_store / "garbage.parquet").write_bytes(b"not parquet")
+    at = open_page("tradeoffs")
+    assert any("garbage.parquet" in w.value and "1 unreadable" in w.value for w in at.sidebar.warning)
+    assert figures(at)  # the good runs are still drawn

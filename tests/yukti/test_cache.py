@@ -224,3 +224,215 @@ def test_processes_racing_for_one_key_build_it_once(tmp_path: Path) -> None:
     assert (path / "model.bin").read_bytes() == b"raced"
     assert ArtifactCache(root).lookup(cache_key(**parts)) == path
     assert list((root / "tmp").iterdir()) == []
+
+
+# -- committed only when complete ----------------------------------------------------------------
+
+
+def test_required_file_missing_or_empty_commits_nothing(tmp_path: Path) -> None:
+    from yukti.cache import ArtifactBuildError
+
+    cache = ArtifactCache(tmp_path)
+    for payload in (None, b""):
+        def build(folder: Path, payload=payload) -> None:
+            (folder / "other.txt").write_text("not the artifact")
+            if payload is not None:
+                (folder / "model.so").write_bytes(payload)
+
+        with pytest.raises(ArtifactBuildError, match="model.so"):
+            cache.get_or_build(PARTS, build, files=("model.so",))
+        assert cache.lookup(cache_key(**PARTS)) is None
+        assert not cache.entry_path(cache_key(**PARTS)).exists()
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_validate_runs_on_the_staging_folder_before_commit(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    seen = []
+
+    def refuse(folder: Path) -> None:
+        seen.append((folder, (folder / "model.bin").read_bytes()))
+        assert not (folder / "manifest.json").exists()  # the manifest is written last
+        raise BuildFailed("does not load")
+
+    with pytest.raises(BuildFailed, match="does not load"):
+        cache.get_or_build(PARTS, Builder(b"payload"), files=("model.bin",), validate=refuse)
+    assert seen and seen[0][1] == b"payload"
+    assert not seen[0][0].is_relative_to(tmp_path / "artifacts")
+    assert cache.lookup(cache_key(**PARTS)) is None
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+    entry = cache.get_or_build(PARTS, Builder(b"payload"), files=("model.bin",), validate=lambda folder: None)
+    assert entry.hit is False and (entry.path / "model.bin").read_bytes() == b"payload"
+
+
+def test_manifest_records_size_and_sha256_of_every_file(tmp_path: Path) -> None:
+    import hashlib
+
+    def build(folder: Path) -> None:
+        (folder / "a.bin").write_bytes(b"alpha")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "b.txt").write_bytes(b"")
+    entry = ArtifactCache(tmp_path).get_or_build(PARTS, build)
+    files = entry.manifest["files"]
+    assert files == {"a.bin": {"bytes": 5, "sha256": hashlib.sha256(b"alpha").hexdigest()},
+                     "sub/b.txt": {"bytes": 0, "sha256": hashlib.sha256(b"").hexdigest()}}
+
+
+# -- damage on disk --------------------------------------------------------------------------------
+
+
+PAYLOAD = bytes(range(256)) * 64  # 16 KiB
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(PAYLOAD) // 2])
+
+
+def _zero_middle(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(4096)
+        handle.write(b"\0" * 4096)
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _swap(path: Path) -> None:
+    path.write_bytes(PAYLOAD[::-1])  # another artifact of the same size
+
+
+DAMAGES = {"truncated": _truncate, "zeroed": _zero_middle, "empty": _empty, "missing": _delete, "swapped": _swap}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_entry_warns_is_removed_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    from yukti.cache import CacheWarning
+
+    cache = ArtifactCache(tmp_path)
+    builder = Builder(PAYLOAD)
+    entry = cache.get_or_build(PARTS, builder, files=("model.bin",))
+    DAMAGES[damage](entry.path / "model.bin")
+    assert cache.lookup(entry.key) is None  # a lookup verifies too
+
+    loads = []
+    with pytest.warns(CacheWarning, match=rf"{entry.key}.*model\.bin") as caught:
+        again = cache.get_or_build(PARTS, builder, files=("model.bin",), validate=lambda folder: loads.append(folder))
+    assert len(caught) == 1
+    assert again.hit is False and builder.calls == 2 and len(loads) == 1
+    assert again.path == entry.path
+    assert (again.path / "model.bin").read_bytes() == PAYLOAD
+    assert cache.get_or_build(PARTS, builder).hit is True and builder.calls == 2
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_damaged_manifest_and_old_entries_without_checksums_are_rebuilt(tmp_path: Path) -> None:
+    from yukti.cache import CacheWarning
+
+    cache = ArtifactCache(tmp_path)
+    builder = Builder(PAYLOAD)
+    entry = cache.get_or_build(PARTS, builder)
+    manifest = entry.manifest
+    del manifest["files"]  # as written by an older Yukti
+    (entry.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(CacheWarning, match="no checksums"):
+        assert cache.get_or_build(PARTS, builder).hit is False
+    (entry.path / "manifest.json").write_text("{not json")
+    with pytest.warns(CacheWarning, match="manifest.json"):
+        assert cache.get_or_build(PARTS, builder).hit is False
+    assert builder.calls == 3
+    assert cache.get_or_build(PARTS, builder).hit is True
+
+
+def test_verify_removes_only_damaged_entries(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    good = cache.get_or_build(PARTS, Builder(PAYLOAD))
+    bad = cache.get_or_build({**PARTS, "backend": "other"}, Builder(PAYLOAD))
+    _zero_middle(bad.path / "model.bin")
+    removed, skipped = cache.verify()
+    assert [path for path, _ in removed] == [bad.path] and "model.bin" in removed[0][1]
+    assert skipped == []
+    assert not bad.path.exists() and cache.lookup(good.key) == good.path
+    assert cache.verify() == ([], [])
+    assert [e.key for e in cache.entries()] == [good.key]
+
+
+# -- staging folders left by killed builds ---------------------------------------------------------
+
+
+KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+from yukti.cache import ArtifactCache
+
+def build(folder: Path) -> None:
+    (folder / "big.bin").write_bytes(b"x" * 100_000)
+    print("building", flush=True)
+    time.sleep(600)
+
+ArtifactCache(sys.argv[1]).get_or_build({"backend": "killed"}, build)
+"""
+
+
+def test_staging_folder_of_a_killed_build_is_cleaned_by_the_next_build(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    root = tmp_path / "cache"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(root)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert child.stdout.readline().strip() == "building"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    (left,) = list((root / "tmp").iterdir())
+    owner = json.loads((left / "owner.json").read_text())
+    assert owner["pid"] == child.pid
+    assert (left / "entry" / "big.bin").stat().st_size == 100_000
+    cache = ArtifactCache(root)
+    assert [(f.path, bool(f.stale)) for f in cache.staging_folders()] == [(left, True)]
+    assert "gone" in cache.staging_folders()[0].stale
+
+    cache.get_or_build(PARTS, Builder())  # any build cleans leftovers first
+    assert list((root / "tmp").iterdir()) == []
+    # the killed build's key was never committed, and builds normally now (its lock died with it)
+    entry = cache.get_or_build({"backend": "killed"}, Builder(), lock_timeout_s=10)
+    assert entry.hit is False
+
+
+def test_staging_folders_of_running_builds_are_kept_until_too_old(tmp_path: Path) -> None:
+    import socket
+
+    import psutil
+
+    from yukti.cache import OWNERLESS_GRACE_S, STAGING_MAX_AGE_S
+
+    cache = ArtifactCache(tmp_path)
+    staging = tmp_path / "tmp"
+    now = time.time()
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "process_started": psutil.Process().create_time()}
+    owners = {
+        "running-here": {**me, "started": now},
+        "pid-reused": {**me, "process_started": me["process_started"] - 1000, "started": now},
+        "other-host-recent": {**me, "host": "elsewhere.invalid", "pid": 1, "started": now - 3600},
+        "other-host-old": {**me, "host": "elsewhere.invalid", "pid": 1, "started": now - STAGING_MAX_AGE_S - 60},
+        "running-but-too-old": {**me, "started": now - STAGING_MAX_AGE_S - 60},
+    }
+    for name, owner in owners.items():
+        (staging / name / "entry").mkdir(parents=True)
+        (staging / name / "owner.json").write_text(json.dumps(owner))
+    for name, age in (("ownerless-fresh", 0.0), ("ownerless-old", OWNERLESS_GRACE_S + 60)):
+        (staging / name).mkdir()
+        os.utime(staging / name, (now - age, now - age))
+
+    removed = {f.path.name for f in cache.clean_staging()}
+    assert removed == {"pid-reused", "other-host-old", "running-but-too-old", "ownerless-old"}
+    assert {p.name for p in staging.iterdir()} == {"running-here", "other-host-recent", "ownerless-fresh"}

@@ -325,6 +325,40 @@ def test_bad_arguments(jet_dnn):
         yukti.choose(jet_dnn, backends=["tensorrt"], store=False)
 
 
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(threads=0), "threads"), (dict(threads=-2), "threads"), (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=1.5), "batch_size"), (dict(max_eval_samples=0), "max_eval_samples"),
+    (dict(max_p50_us=float("nan")), "max_p50_us"), (dict(min_throughput_per_s=-1), "min_throughput_per_s"),
+    (dict(max_accuracy_drop="a lot"), "max_accuracy_drop"), (dict(max_prepare_s=-0.5), "max_prepare_s"),
+    (dict(policy={"time_budget_s": 1}), "policy"),
+])
+def test_meaningless_arguments_are_refused_naming_the_argument(jet_dnn, kwargs, name):
+    with pytest.raises(yukti.InputError, match=rf"^{name} must be"):
+        yukti.choose(jet_dnn, store=False, measure="never", **kwargs)
+
+
+def test_an_infinite_limit_means_no_limit(tmp_path, jet_dnn, fakes, no_measuring):
+    store = store_of(tmp_path, [row(jet_dnn, "fake_a", latency_p99_us=1e9)])
+    choice = yukti.choose(jet_dnn, backends=["fake_a"], max_p99_us=math.inf, store=store)
+    assert choice.winner is not None and choice.winner.backend == "fake_a"
+
+
+def test_session_refuses_zero_threads(jet_dnn):
+    with pytest.raises(yukti.InputError, match="^threads must be"):
+        yukti.Session(jet_dnn, backend="onnxruntime", threads=0)
+
+
+def test_unreadable_store_files_do_not_stop_the_choice(tmp_path, jet_dnn, fakes, no_measuring):
+    store = store_of(tmp_path, [row(jet_dnn, "fake_a", latency_p99_us=4.0)])
+    (tmp_path / "store" / "garbage.parquet").write_bytes(b"PAR1 not really")
+    (tmp_path / "store" / "empty.parquet").write_bytes(b"")
+    with pytest.warns(results.StoreWarning) as caught:
+        choice = yukti.choose(jet_dnn, backends=["fake_a"], max_p99_us=5, store=store)
+    assert choice.winner is not None and choice.winner.backend == "fake_a" and choice.winner.source == "stored"
+    assert sorted(name for name in ("garbage.parquet", "empty.parquet") if any(name in str(w.message) for w in caught)) == [
+        "empty.parquet", "garbage.parquet"]
+
+
 # -- Session ------------------------------------------------------------------------------------
 
 def test_session_prepares_and_runs_the_winner(tmp_path, jet_dnn, no_measuring):

@@ -141,3 +141,151 @@ def test_dashboard_subcommand_passes_its_options_to_the_launcher(capsys, monkeyp
     cmd = seen["cmd"]
     assert "streamlit" in cmd and "run" in cmd and str(dashboard.APP_PATH) in cmd
     assert cmd[cmd.index("--server.port") + 1] == "8612" and "--theme.base" in cmd
+
+
+# -- exit codes, argument checks, a store that degrades -----------------------------------------------
+
+QUICK_BENCH = ["--time-budget", "0.02", "--min-calls", "5", "--eval-samples", "100", "--quiet"]
+
+
+@pytest.mark.parametrize("argv, option, shown", [
+    (["bench", "--threads", "0"], "--threads", "an integer >= 1"),
+    (["bench", "--threads", "-2"], "--threads", "an integer >= 1"),
+    (["bench", "--time-budget", "-1"], "--time-budget", "a finite number > 0"),
+    (["bench", "--time-budget", "0"], "--time-budget", "a finite number > 0"),
+    (["bench", "--time-budget", "nan"], "--time-budget", "a finite number > 0"),
+    (["bench", "--min-calls", "0"], "--min-calls", "an integer >= 1"),
+    (["bench", "--eval-samples", "0"], "--eval-samples", "an integer >= 1"),
+    (["bench", "--batch", "1", "0"], "--batch", "an integer >= 1"),
+    (["bench", "--batch", "1.5"], "--batch", "an integer >= 1"),
+    (["results", "--last", "-1"], "--last", "an integer >= 1"),
+    (["results", "--last", "0"], "--last", "an integer >= 1"),
+    (["choose", "--threads", "0"], "--threads", "an integer >= 1"),
+    (["choose", "--batch", "0"], "--batch", "an integer >= 1"),
+    (["choose", "--max-p99-us", "-5"], "--max-p99-us", "a number >= 0"),
+    (["choose", "--max-accuracy-drop", "nan"], "--max-accuracy-drop", "a number >= 0"),
+    (["choose", "--min-throughput", "-1"], "--min-throughput", "a number >= 0"),
+    (["choose", "--time-budget", "-1"], "--time-budget", "a finite number > 0"),
+])
+def test_meaningless_numbers_are_usage_errors(capsys, monkeypatch, tmp_path, argv, option, shown):
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "store"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be {shown}" in err
+    assert not (tmp_path / "store").exists()  # refused before anything ran or was stored
+
+
+def test_help_documents_the_exit_codes(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "exit codes:" in out
+    for line in ("0  success", "1  choose only: no backend meets the constraints", "2  usage error", "3  internal error",
+                 "4  bench only"):
+        assert line in out
+    for command, codes in [("bench", "0234"), ("choose", "0123"), ("results", "023"), ("check", "023")]:
+        assert main([command, "--help"]) == 0
+        help_text = capsys.readouterr().out
+        listed = "".join(line.strip()[0] for line in help_text.split("exit codes:")[1].strip().splitlines())
+        assert listed == codes, (command, help_text)
+
+
+def test_an_unexpected_exception_exits_3_and_keeps_the_traceback(capsys, monkeypatch):
+    from yukti import zoo
+
+    def broken() -> dict:
+        raise RuntimeError("zoo index exploded")
+
+    monkeypatch.setattr(zoo, "describe", broken)
+    assert main(["zoo"]) == 3
+    out = capsys.readouterr().out
+    assert "internal error: RuntimeError: zoo index exploded" in out
+    saved = Path(out.split("traceback saved to ")[1].split()[0])
+    assert "zoo index exploded" in saved.read_text() and "Traceback (most recent call last)" in saved.read_text()
+    saved.unlink()
+    assert main(["zoo", "--debug"]) == 3
+    captured = capsys.readouterr()
+    assert "Traceback (most recent call last)" in captured.err and "RuntimeError: zoo index exploded" in captured.err
+    assert main(["--debug", "zoo"]) == 3
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_bench_with_a_failed_backend_exits_4_and_stores_the_run(capsys, monkeypatch, tmp_path, jet_dnn):
+    import yukti
+    from yukti import results
+
+    class Exploding(yukti.Runner):
+        name = "exploding_cli_test"
+
+        def _prepare(self, model, **options):
+            raise RuntimeError("the compiler exploded")
+
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "store"))
+    yukti.register(Exploding.name, Exploding)
+    try:
+        code = main(["bench", "jet_dnn", "-b", "onnxruntime", Exploding.name, "--batch", "1", *QUICK_BENCH])
+    finally:
+        yukti.unregister(Exploding.name)
+    assert code == 4
+    assert "the compiler exploded" in capsys.readouterr().out
+    stored = results.load()
+    assert dict(zip(stored.backend, stored.status)) == {"onnxruntime": "ok", Exploding.name: "error"}
+
+
+def test_bench_verbose_logs_each_backend_as_it_is_stored(capsys, monkeypatch, tmp_path, jet_dnn):
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "store"))
+    assert main(["bench", "jet_dnn", "-b", "reference", "onnxruntime", "--batch", "1", "2", *QUICK_BENCH, "-v"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    events = [line.split()[1:3] for line in err if line.startswith("yukti: ")]
+    assert events == [["measured", "reference"], ["stored", "reference"], ["measured", "onnxruntime"], ["stored", "onnxruntime"]]
+    assert main(["results"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("run ") == 1 and "reference" in out and "onnxruntime" in out  # one run, one table
+
+
+def _bad_files(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "garbage.parquet").write_bytes(b"garbage")
+    (folder / "empty.parquet").write_bytes(b"")
+    return ["empty.parquet", "garbage.parquet"]
+
+
+def test_results_counts_and_names_skipped_files(capsys, monkeypatch, tmp_path, jet_dnn):
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "store"))
+    assert main(["bench", "jet_dnn", "-b", "onnxruntime", "--batch", "1", *QUICK_BENCH]) == 0
+    names = _bad_files(tmp_path / "store")
+    capsys.readouterr()
+    assert main(["results"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 unreadable file(s)" in out
+    assert all(f"{name}: not a readable Parquet file" in out for name in names)
+    assert "onnxruntime" in out  # the good run still shows
+
+
+def test_results_of_a_store_with_only_bad_files(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "store"))
+    _bad_files(tmp_path / "store")
+    assert main(["results"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 unreadable file(s)" in out and "no stored results yet" in out
+
+
+def test_choose_keeps_working_with_bad_files_in_the_store(capsys, monkeypatch, tmp_path, jet_dnn):
+    _choose_store(monkeypatch, tmp_path, jet_dnn, {"onnxruntime": 4.0})
+    _bad_files(tmp_path / "store")
+    code = main(["choose", "jet_dnn", "--max-p99-us", "5", "-b", "onnxruntime", "--measure", "never"])
+    captured = capsys.readouterr()
+    assert code == 0 and "winner: onnxruntime (stored)" in captured.out
+    assert "warning: skipped" in captured.err and "garbage.parquet" in captured.err and "empty.parquet" in captured.err
+
+
+def test_names_from_a_model_file_cannot_drive_the_terminal(tmp_path, capsys):
+    """`yukti check` prints node names from the file: no escape sequence or rich markup gets through."""
+    from hostile_names import hostile_dense_model
+
+    payload = "\x1b]52;c;cHduZWQ=\x07\x1b[2J[bold red]MARKUP[/]\u202e"
+    path = tmp_path / "evil.onnx"
+    path.write_bytes(hostile_dense_model(payload).SerializeToString())
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b]52" in out and "[bold red]MARKUP[/]" in out and "\\u202e" in out

@@ -146,7 +146,7 @@ def test_signal_class_choice_changes_physics(jet_dnn):
 
 def test_timing_policy_budget_and_counts(jet_dnn):
     run = yukti.runner("onnxruntime", jet_dnn)
-    times = time_calls(run, batch_of([jet_dnn.data.X], 1), TimingPolicy(time_budget_s=0.0, min_calls=37, warmup_calls=1, warmup_s=0))
+    times = time_calls(run, batch_of([jet_dnn.data.X], 1), TimingPolicy(time_budget_s=1e-9, min_calls=37, warmup_calls=1, warmup_s=0))
     assert len(times) == 37 and (times > 0).all()
     capped = time_calls(run, batch_of([jet_dnn.data.X], 1), TimingPolicy(time_budget_s=60, min_calls=1, max_calls=25, warmup_calls=1, warmup_s=0))
     assert len(capped) == 25
@@ -156,3 +156,66 @@ def test_batch_of_repeats_small_data():
     (x,) = batch_of([np.arange(6, dtype=np.float32).reshape(3, 2)], 7)
     assert x.shape == (7, 2) and x.flags.c_contiguous
     np.testing.assert_array_equal(x[3:6], x[:3])
+
+
+# -- storing as it goes, and arguments checked --------------------------------------------------------
+
+class _Killed(BaseException):
+    """Stands in for a kill: not an Exception, so the engine does not turn it into an error row."""
+
+
+class _KilledRunner(yukti.Runner):
+    name = "killed_engine_test"
+
+    def _prepare(self, model, **options):
+        raise _Killed()
+
+
+def test_each_finished_backend_is_stored_before_the_next_starts(tmp_path, jet_dnn):
+    yukti.register(_KilledRunner.name, _KilledRunner)
+    try:
+        with pytest.raises(_Killed):
+            yukti.benchmark(jet_dnn, backends=["reference", "onnxruntime", _KilledRunner.name, "torch"], batch_sizes=(1, 4),
+                            policy=QUICK, max_eval_samples=200, store=str(tmp_path))
+    finally:
+        yukti.unregister(_KilledRunner.name)
+    stored = yukti.results.load(tmp_path)
+    assert sorted(zip(stored.backend, stored.batch_size)) == [("onnxruntime", 1), ("onnxruntime", 4), ("reference", 1), ("reference", 4)]
+    assert stored.run_id.nunique() == 1 and (stored.status == "ok").all()
+    assert len(list(tmp_path.iterdir())) == 1  # one run, one file, rewritten as backends finish
+
+
+def test_a_completed_run_is_one_file_with_every_row(tmp_path, jet_dnn):
+    frame = yukti.benchmark(jet_dnn, backends=["reference", "onnxruntime"], batch_sizes=(1, 2), policy=QUICK,
+                            max_eval_samples=200, store=str(tmp_path))
+    (path,) = tmp_path.iterdir()
+    stored = yukti.results.load(tmp_path)
+    assert len(stored) == len(frame) == 4
+    assert list(stored.backend) == list(frame.backend) and list(stored.batch_size) == list(frame.batch_size)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(threads=0), "threads"), (dict(threads=-2), "threads"), (dict(threads=1.5), "threads"), (dict(threads=True), "threads"),
+    (dict(max_eval_samples=0), "max_eval_samples"), (dict(batch_sizes=(1, 0)), "batch_sizes"), (dict(batch_sizes=()), "batch_sizes"),
+    (dict(batch_sizes=(2.5,)), "batch_sizes"), (dict(batch_sizes=4), "batch_sizes"), (dict(policy="fast"), "policy"),
+])
+def test_benchmark_refuses_meaningless_arguments(tmp_path, jet_dnn, kwargs, name):
+    with pytest.raises(yukti.InputError, match=name):
+        yukti.benchmark(jet_dnn, backends=["onnxruntime"], store=str(tmp_path), **kwargs)
+    assert not any(tmp_path.iterdir())  # refused before anything was measured or stored
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(time_budget_s=-1), "time_budget_s"), (dict(time_budget_s=0), "time_budget_s"),
+    (dict(time_budget_s=float("nan")), "time_budget_s"), (dict(time_budget_s=float("inf")), "time_budget_s"),
+    (dict(min_calls=0), "min_calls"), (dict(min_calls=2.5), "min_calls"), (dict(max_calls=0), "max_calls"),
+    (dict(warmup_calls=-1), "warmup_calls"), (dict(warmup_s=-0.1), "warmup_s"), (dict(time_budget_s="1"), "time_budget_s"),
+])
+def test_timing_policy_refuses_meaningless_values(kwargs, name):
+    with pytest.raises(yukti.InputError, match=rf"^{name} must be"):
+        TimingPolicy(**kwargs)
+
+
+def test_timing_policy_takes_any_number_type_as_plain_values():
+    policy = TimingPolicy(time_budget_s=np.float32(0.5), min_calls=np.int64(3), warmup_calls=0, warmup_s=0)
+    assert type(policy.time_budget_s) is float and type(policy.min_calls) is int and policy.min_calls == 3

@@ -293,3 +293,124 @@ def test_from_asv_missing_or_empty_results(tmp_path: Path, make_folder: bool) ->
     frame = results.from_asv(folder)
     assert len(frame) == 0
     assert list(frame.columns) == COLUMNS + results.ASV_COLUMNS
+
+
+# -- a store that degrades, not dies -------------------------------------------------------------------
+
+def _garbage_files(folder: Path, good: Path) -> dict[str, str]:
+    """One file of each kind that must be skipped, named by file -> the words its reason must contain."""
+    folder.joinpath("garbage.parquet").write_bytes(b"this is not parquet at all")
+    folder.joinpath("empty.parquet").write_bytes(b"")
+    folder.joinpath("truncated.parquet").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    pd.DataFrame({"x": [1, 2]}).to_parquet(folder / "foreign.parquet")  # valid Parquet, not ours
+    bad_time = _run("badtime", n=1).drop(columns=["timestamp"]).assign(timestamp=["not a time"])
+    results.conform(bad_time).astype({"options": str, "packages": str}).to_parquet(folder / "badtime.parquet")
+    (folder / "folder.parquet").mkdir()
+    return {"garbage.parquet": "not a readable Parquet file", "empty.parquet": "not a readable Parquet file",
+            "truncated.parquet": "not a readable Parquet file", "foreign.parquet": "no column(s) run_id, model, backend, status",
+            "badtime.parquet": "unreadable contents", "folder.parquet": "not a regular file"}
+
+
+def test_unreadable_files_are_skipped_with_a_warning_naming_each(tmp_path: Path) -> None:
+    good = results.append(_run("good", n=3), tmp_path)
+    expected = _garbage_files(tmp_path, good)
+    with pytest.warns(results.StoreWarning) as caught:
+        loaded = results.load(tmp_path)
+    assert list(loaded["run_id"]) == ["good"] * 3
+    messages = [str(w.message) for w in caught]
+    for name, reason in expected.items():
+        assert [m for m in messages if str(tmp_path / name) in m and reason in m], (name, messages)
+    assert len(messages) == len(expected)
+    # skipped, never deleted: the user may want to look at them
+    assert all((tmp_path / name).exists() for name in expected)
+
+
+def test_read_store_counts_and_names_what_it_skipped(tmp_path: Path) -> None:
+    good = results.append(_run("good", n=2), tmp_path)
+    expected = _garbage_files(tmp_path, good)
+    contents = results.read_store(tmp_path, warn=False)
+    assert contents.files == (good,)
+    assert sorted(item.path.name for item in contents.skipped) == sorted(expected)
+    assert all(expected[item.path.name] in item.reason for item in contents.skipped)
+    assert len(contents.frame) == 2 and list(contents.frame.columns[: len(COLUMNS)]) == COLUMNS
+
+
+def test_a_store_of_only_bad_files_loads_empty(tmp_path: Path) -> None:
+    (tmp_path / "garbage.parquet").write_bytes(b"\x00" * 64)
+    with pytest.warns(results.StoreWarning, match="garbage.parquet"):
+        loaded = results.load(tmp_path)
+    assert len(loaded) == 0 and list(loaded.columns) == COLUMNS
+
+
+def _leftover(folder: Path, target_name: str, data: bytes, age_s: float) -> Path:
+    """A temp file as atomic_write_bytes names it, last modified `age_s` seconds ago."""
+    leftover = folder / f".{target_name}.k1ll3d_.tmp"
+    leftover.write_bytes(data)
+    stamp = leftover.stat().st_mtime - age_s
+    os.utime(leftover, (stamp, stamp))
+    return leftover
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    results.conform(frame).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def test_stale_leftovers_are_recovered_when_complete_and_removed_when_not(tmp_path: Path) -> None:
+    old = results.STALE_TMP_AGE_S + 60
+    complete = _leftover(tmp_path, "20240101T000000-1-aaaaaaaa.parquet", _parquet_bytes(_run("killed-before-rename", n=2)), old)
+    full = _parquet_bytes(_run("killed-while-writing", n=2))
+    partial = _leftover(tmp_path, "20240101T000000-2-bbbbbbbb.parquet", full[: len(full) // 3], old)
+    with pytest.warns(results.StoreWarning) as caught:
+        contents = results.read_store(tmp_path)
+    recovered = tmp_path / "20240101T000000-1-aaaaaaaa.parquet"
+    assert contents.recovered == (recovered,) and recovered.is_file() and not complete.exists()
+    assert [item.path for item in contents.removed] == [partial] and not partial.exists()
+    assert not (tmp_path / "20240101T000000-2-bbbbbbbb.parquet").exists()
+    assert list(contents.frame["run_id"]) == ["killed-before-rename"] * 2
+    assert contents.files == (recovered,) and not contents.skipped
+    text = " ".join(str(w.message) for w in caught)
+    assert str(recovered) in text and str(partial) in text
+    assert list(results.load(tmp_path)["run_id"]) == ["killed-before-rename"] * 2  # a second read finds a normal file
+
+
+def test_young_leftovers_are_left_to_their_writer(tmp_path: Path) -> None:
+    young = _leftover(tmp_path, "20240101T000000-1-cccccccc.parquet", _parquet_bytes(_run("in-progress")), 1.0)
+    assert len(results.load(tmp_path)) == 0  # not read: the writer may still rename it
+    assert young.exists()
+    assert results.tidy(tmp_path) == ([], [])
+    recovered, removed = results.tidy(tmp_path, stale_tmp_age_s=0.0)
+    assert recovered == [tmp_path / "20240101T000000-1-cccccccc.parquet"] and removed == []
+
+
+def test_a_leftover_replaces_the_older_version_of_its_run(tmp_path: Path) -> None:
+    # A benchmark rewrites its run's file after each backend; killed between writing the third
+    # version and renaming it, the leftover holds every row of the second version and more.
+    path = results.new_run_path(tmp_path)
+    whole = _run("growing", n=3)
+    results.write_run(whole.iloc[:2], path)
+    _leftover(tmp_path, path.name, _parquet_bytes(whole), results.STALE_TMP_AGE_S + 1)
+    with pytest.warns(results.StoreWarning, match="recovered"):
+        loaded = results.load(tmp_path)
+    assert list(loaded["backend"]) == list(whole["backend"])  # three rows, none twice
+    assert _files(tmp_path) == [path.name]
+
+
+def test_unrelated_hidden_files_are_not_touched(tmp_path: Path) -> None:
+    other = _leftover(tmp_path, "notes.txt", b"mine", results.STALE_TMP_AGE_S + 1)  # not a results temp file
+    results.append(_run("r"), tmp_path)
+    assert len(results.load(tmp_path)) == 2
+    assert other.read_bytes() == b"mine"
+
+
+def test_write_run_rewrites_one_file(tmp_path: Path) -> None:
+    path = results.new_run_path(tmp_path)
+    assert not path.exists() and path.parent == tmp_path
+    run = _run("one", n=3)
+    for n in (1, 2, 3):
+        assert results.write_run(run.iloc[:n], path) == path
+        assert _files(tmp_path) == [path.name]
+        assert len(results.load(tmp_path)) == n

@@ -134,7 +134,7 @@ def _apply_threads(tf: Any, threads: Any) -> dict[str, Any]:
     """
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"keras option threads must be a positive integer; got {threads!r}")
-    from yukti.engine import pin_tensorflow_threads  # the engine sizes the pools the same way before loading
+    from yukti.toolchain import pin_tensorflow_threads  # the engine sizes the pools the same way before loading
 
     applied = pin_tensorflow_threads(int(threads))
     intra = tf.config.threading.get_intra_op_parallelism_threads()

@@ -9,9 +9,7 @@ compiling for ~35 s; `aoti_load_package` loads it.
 from __future__ import annotations
 
 import copy
-import functools
 import platform
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,19 +22,11 @@ from yukti.errors import BackendUnavailableError, InputError, UnsupportedModelEr
 from yukti.model import Model
 from yukti.runner import Runner, Support, import_status, package_version
 from yukti.safe_names import sanitized_onnx
+from yukti.toolchain import compiler_version
 
 PACKAGE = "model.pt2"
 # Bumped when the way a package is built changes, so old cache entries are not reused.
 FORMAT = 1
-
-
-@functools.lru_cache(maxsize=None)
-def _compiler_version(compiler: str) -> str:
-    try:
-        done = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{compiler}: unknown ({exc})"
-    return (done.stdout.strip().splitlines() or [compiler])[0]
 
 
 def _target(device: str) -> dict[str, Any]:
@@ -55,7 +45,7 @@ def _target(device: str) -> dict[str, Any]:
     features = sorted(name[4:-10] for name in dir(torch.cpu) if name.startswith("_is_") and name.endswith("_supported") and getattr(torch.cpu, name)())
     return {
         "machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_features": features,
-        "compiler": _compiler_version(cpp_builder.get_cpp_compiler()),
+        "compiler": compiler_version(cpp_builder.get_cpp_compiler()) or cpp_builder.get_cpp_compiler(),
     }
 
 

@@ -24,6 +24,7 @@ from yukti.datasets import Dataset
 from yukti.errors import InputError, YuktiError
 from yukti.model import Model
 from yukti.runner import Runner
+from yukti.toolchain import pin_tensorflow_threads
 
 REFERENCE_BACKEND = "reference"
 
@@ -53,18 +54,6 @@ class TimingPolicy:
         }
         for name, value in checked.items():  # plain int/float, whatever number type was given
             object.__setattr__(self, name, value)
-
-
-def pin_tensorflow_threads(threads: int) -> bool:
-    """Size TensorFlow's pools (`threads` intra-op, 1 inter-op) if it has not started yet; True if applied."""
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised in this process: the runner reports what applies
-        return False
-    return True
 
 
 def resolve_model(model: Any, *, threads: int | None = None) -> Model:

@@ -221,13 +221,10 @@ def _tf_single_thread(tf: Any) -> dict[str, Any]:
     the request is refused and training runs on the pools it has, still under op determinism
     (same results in this process; another thread count may round differently). Returns what applies.
     """
-    for setter in (tf.config.threading.set_intra_op_parallelism_threads, tf.config.threading.set_inter_op_parallelism_threads):
-        try:
-            setter(1)
-        except RuntimeError:  # "cannot be modified after initialization"
-            pass
-    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+    from yukti.toolchain import pin_tensorflow_threads, tensorflow_threads
+
+    pin_tensorflow_threads(1, 1)
+    return tensorflow_threads()
 
 
 class _TfDeterminism:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 from yukti.cache import ArtifactBuildError, ArtifactCache, CacheEntry, check_shared_library
 from yukti.environment import cpu_model
 from yukti.errors import YuktiError
+from yukti.toolchain import compiler_version, find_compiler  # noqa: F401 (re-exported for the runner)
 
 BASE_FLAGS = ("-std=c++17", "-fPIC", "-shared", "-fno-math-errno")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all")
@@ -19,20 +17,6 @@ SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-f
 
 class CompileError(YuktiError, RuntimeError):
     """The C++ compiler failed; the message carries its own output."""
-
-
-def find_compiler() -> str | None:
-    """$CXX, else c++, g++ or clang++ on PATH."""
-    env = os.environ.get("CXX")
-    if env:
-        return shutil.which(env) or (env if Path(env).is_file() else None)
-    return next((path for name in ("c++", "g++", "clang++") if (path := shutil.which(name))), None)
-
-
-@functools.lru_cache(maxsize=8)
-def compiler_version(cxx: str) -> str:
-    out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
-    return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else ""
 
 
 def flags_for(*, opt_level: str = "-O3", march: str | None = "native", fast_math: bool = False, sanitize: bool = False,

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # The project is installed (not editable) so tests exercise the installed packages and their
 # entry points; the stamp reinstalls it whenever a source file changes.
-SOURCES := pyproject.toml $(shell find yukti runners -name '*.py' 2>/dev/null)
+SOURCES := pyproject.toml $(shell find yukti runners dashboard -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: bench test setup clean-venv
 

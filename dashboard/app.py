@@ -13,8 +13,9 @@ import streamlit as st
 
 st.set_page_config(page_title="Yukti", page_icon=":material/speed:", layout="wide")
 
+TRADEOFFS = st.Page("app_pages/tradeoffs.py", title="Trade-offs", icon=":material/scatter_plot:", url_path="tradeoffs")
 PAGES = [
-    st.Page("app_pages/tradeoffs.py", title="Trade-offs", icon=":material/scatter_plot:", url_path="tradeoffs", default=True),
+    TRADEOFFS,
     st.Page("app_pages/throughput.py", title="Throughput", icon=":material/show_chart:", url_path="throughput"),
     st.Page("app_pages/history.py", title="History", icon=":material/history:", url_path="history"),
     st.Page("app_pages/fidelity.py", title="Fidelity", icon=":material/target:", url_path="fidelity"),
@@ -22,4 +23,13 @@ PAGES = [
     st.Page("app_pages/runs.py", title="Runs", icon=":material/table:", url_path="runs"),
 ]
 
-st.navigation(PAGES).run()
+
+def _open_tradeoffs() -> None:
+    st.switch_page(TRADEOFFS, query_params=st.query_params.to_dict())
+
+
+# Streamlit serves the default page at "/" only: its own url_path would answer "Page not found".
+# So the default is a hidden page that switches to Trade-offs, and every page has its own address.
+HOME = st.Page(_open_tradeoffs, title="Yukti", url_path="home", default=True, visibility="hidden")
+
+st.navigation([HOME, *PAGES]).run()

@@ -102,8 +102,7 @@ def test_every_page_renders_in_chromium(server: str, tmp_path: Path) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})  # tall: the whole page in one shot
             for name, ready in PAGES.items():
-                # the default page is served at "/"; its url_path alone gives "Page not found"
-                page.goto(f"{server}/{'' if name == 'tradeoffs' else name}", wait_until="domcontentloaded")
+                page.goto(f"{server}/{name}", wait_until="domcontentloaded")  # every page at its own path
                 # fidelity runs the backends on the labelled data the first time: allow it time
                 page.wait_for_selector(ready, state="visible", timeout=240_000)
                 page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=240_000)
@@ -120,5 +119,10 @@ def test_every_page_renders_in_chromium(server: str, tmp_path: Path) -> None:
                 assert charts == EXPECTED_CHARTS[name], f"{name}: {charts} charts"
                 assert page.locator(".js-plotly-plot .scatterlayer .trace, .js-plotly-plot .barlayer .trace").count() \
                     >= EXPECTED_CHARTS[name], f"{name}: charts without traces"
+            # The app's root opens Trade-offs at its own address.
+            page.goto(server, wait_until="domcontentloaded")
+            page.wait_for_url(f"{server}/tradeoffs", timeout=60_000)
+            page.wait_for_selector(PAGES["tradeoffs"], state="visible", timeout=60_000)
+            assert "Page not found" not in page.content()
         finally:
             browser.close()

@@ -8,9 +8,14 @@ line) and hands its result to each benchmark:
 - `Latency`, `NativeLatency`: the engine's per-call percentiles (asv's own samples are means over
   `number` calls, not per-request percentiles) and throughput, as `track_*` with a unit;
 - `Accuracy`: losses against the `reference` backend, so that lower is better as asv assumes;
+  names and units are yukti.vocabulary's (`accuracy_drop` was tracked as `argmax_disagreement`
+  before; yukti.results.from_asv reads the old name as the new one);
 - `Build`, `ArtifactSize`: preparation seconds from a cold artifact cache, artifact bytes;
 - `Call.time_call`: asv's own timing of one user-facing call `run(x)`;
 - `PrepareMemory.peakmem_prepare`: peak RSS of a process that prepares the backend cold.
+
+Longer than 400 lines on purpose: asv keys `setup_cache` by module and line, so every benchmark
+class must live in this one module to share the one engine run.
 
 A backend that is not registered (older commits), not available here, or refuses the model is
 skipped the asv way: `setup` raises NotImplementedError. A backend that fails is a failure (asv
@@ -31,6 +36,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -207,9 +213,34 @@ class _EngineRun:
         return float(value)
 
 
+def _vocabulary_units() -> dict[str, str]:
+    """Units of yukti.vocabulary's metrics, read from the installed yukti without importing the
+    package (numpy, pandas: every benchmark process imports this module). Commits before the
+    vocabulary have none: asv records units at discovery, on the newest commit, so the fallback
+    units only keep such commits runnable."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("yukti")  # a top-level package: found, not imported
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / "vocabulary.py"
+        if path.is_file():
+            module_spec = importlib.util.spec_from_file_location("_yukti_asv_vocabulary", path)
+            module = importlib.util.module_from_spec(module_spec)
+            assert module_spec.loader is not None
+            sys.modules[module_spec.name] = module  # dataclasses look their module up there
+            module_spec.loader.exec_module(module)
+            return {column: metric.unit for column, metric in module.METRICS.items()}
+    return {}
+
+
+_UNITS = _vocabulary_units()
+
+
 def _with_unit(unit: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """The benchmark's unit: the vocabulary's for the metric it tracks (the name after `track_`),
+    `unit` for commits without a vocabulary or benchmarks that track no metric of it."""
     def mark(function: Callable[..., float]) -> Callable[..., float]:
-        function.unit = unit  # type: ignore[attr-defined]
+        function.unit = _UNITS.get(function.__name__.partition("_")[2], unit)  # type: ignore[attr-defined]
         return function
 
     return mark
@@ -272,9 +303,16 @@ class Accuracy(_EngineRun):
         else:
             self.reference_auc = self.row.get("auc")
 
+    def derived(self, column: str, score: str) -> float:
+        """A loss the engine derives (yukti.vocabulary); 1 - score from engines of commits before it."""
+        if self.row.get(column) is not None:
+            return float(self.row[column])
+        return 1.0 - self.value(self.row, score)
+
     @_with_unit("fraction")
-    def track_argmax_disagreement(self, cache: Cache, model: str, backend: str) -> float:
-        return 1.0 - self.value(self.row, "argmax_agreement")
+    def track_accuracy_drop(self, cache: Cache, model: str, backend: str) -> float:
+        """1 - argmax agreement with the reference."""
+        return self.derived("accuracy_drop", "argmax_agreement")
 
     @_with_unit("output units")
     def track_max_abs_diff(self, cache: Cache, model: str, backend: str) -> float:
@@ -283,11 +321,13 @@ class Accuracy(_EngineRun):
     @_with_unit("AUC")
     def track_auc_loss(self, cache: Cache, model: str, backend: str) -> float:
         """1 - ROC AUC of the signal class: the model's physics quality as a loss."""
-        return 1.0 - self.value(self.row, "auc")
+        return self.derived("auc_loss", "auc")
 
     @_with_unit("AUC")
     def track_auc_drop(self, cache: Cache, model: str, backend: str) -> float:
         """AUC of the reference minus this backend's (0 for the reference itself)."""
+        if self.row.get("auc_drop") is not None:
+            return float(self.row["auc_drop"])
         if self.reference_auc is None:
             raise RuntimeError("the reference backend's AUC is missing, so no AUC drop can be computed")
         return float(self.reference_auc) - self.value(self.row, "auc")

@@ -1,5 +1,6 @@
-"""Data for the dashboard: loading the results store and asv history, derived metrics, the Pareto
-front, the plain chooser, step flags, efficiency curves and the quick benchmark.
+"""Data for the dashboard: loading the results store and asv history, the Pareto front, choosing
+from stored results (through yukti.chooser), step flags, the stored fidelity curves and the quick benchmark.
+Metric names, labels and directions, and the derived metrics, come from yukti.vocabulary.
 
 No Streamlit here: the pages wrap these functions in `st.cache_data` / `st.cache_resource`, and the
 tests call them directly.
@@ -9,57 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
 import yukti
-from yukti import results
+from yukti import chooser, curves, results, vocabulary
+from yukti.vocabulary import METRICS
 
-REFERENCE_BACKEND = "reference"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Metric:
-    column: str
-    label: str
-    higher_is_better: bool = False
-    log: bool = False  # spans orders of magnitude: plot on a log axis
-
-
-# Every numeric column a page may plot. Direction matters for step flags and the Pareto front:
-# a drop in throughput is as much a regression as a rise in latency.
-METRICS: dict[str, Metric] = {m.column: m for m in [
-    Metric("latency_p50_us", "latency p50 (µs)", log=True),
-    Metric("latency_p90_us", "latency p90 (µs)", log=True),
-    Metric("latency_p99_us", "latency p99 (µs)", log=True),
-    Metric("latency_mean_us", "latency mean (µs)", log=True),
-    Metric("latency_native_p50_us", "native latency p50 (µs)", log=True),
-    Metric("throughput_per_s", "throughput (samples/s)", higher_is_better=True, log=True),
-    Metric("accuracy_loss", "accuracy loss (1 − argmax agreement)"),
-    Metric("auc_drop", "AUC drop vs reference"),
-    Metric("argmax_agreement", "argmax agreement", higher_is_better=True),
-    Metric("max_abs_diff", "max |Δ| vs reference", log=True),
-    Metric("mean_abs_diff", "mean |Δ| vs reference", log=True),
-    Metric("auc", "AUC", higher_is_better=True),
-    Metric("eff_at_bkg_1pct", "signal eff. at 1% bkg", higher_is_better=True),
-    Metric("eff_at_bkg_10pct", "signal eff. at 10% bkg", higher_is_better=True),
-    Metric("prepare_s", "prepare time (s)", log=True),
-    Metric("artifact_bytes", "artifact size (bytes)", log=True),
-    Metric("peak_rss_mb", "peak RSS (MB)"),
-    Metric("rss_prepare_mb", "RSS added by prepare (MB)"),
-]}
 
 # Distinguish one configuration of a backend from another (threads, precision, ...).
 CONFIG_KEYS = ["model", "backend", "options", "batch_size"]
 
-
-def metric_label(column: str) -> str:
-    return METRICS[column].label if column in METRICS else column
+metric_label = vocabulary.label  # axis title of a metric: label and unit
 
 
 # -- the results store ----------------------------------------------------------------------------
@@ -86,21 +51,10 @@ def load_results(store: str | os.PathLike | None = None) -> pd.DataFrame:
     return frame
 
 
-def with_derived(frame: pd.DataFrame, group: Sequence[str] = ("run_id", "model")) -> pd.DataFrame:
-    """Add `accuracy_loss` (1 − argmax agreement) and `auc_drop` (reference AUC − AUC, within the
-    same run: the reference of another run may have seen other data)."""
-    frame = frame.copy()
-    frame["accuracy_loss"] = 1.0 - pd.to_numeric(frame["argmax_agreement"], errors="coerce")
-    auc = pd.to_numeric(frame["auc"], errors="coerce")
-    group = [g for g in group if g in frame.columns]
-    if frame.empty or not group:
-        frame["auc_drop"] = np.nan
-        return frame
-    ref = (frame.assign(_ref_auc=auc)[frame["backend"] == REFERENCE_BACKEND]
-           .groupby(group, dropna=False)["_ref_auc"].first().reset_index())
-    ref_auc = frame[group].merge(ref, on=group, how="left")["_ref_auc"].to_numpy(dtype=float)  # left merge keeps row order
-    frame["auc_drop"] = ref_auc - auc.to_numpy(dtype=float)
-    return frame
+def with_derived(frame: pd.DataFrame, group: Sequence[str] = vocabulary.RUN_KEYS) -> pd.DataFrame:
+    """The derived metrics of yukti.vocabulary (accuracy drop, AUC drop against the reference of
+    the same `group`: the reference of another run may have seen other data)."""
+    return vocabulary.derive(frame, run_keys=group)
 
 
 def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -176,67 +130,25 @@ def pareto(frame: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:
 
 # -- choosing a backend from stored results ----------------------------------------------------------
 
-@dataclass
-class Choice:
-    table: pd.DataFrame  # every candidate, those meeting the constraints first, best first
-    winner: str | None   # backend of the best candidate meeting every constraint
-    winner_options: dict[str, Any]
-    source: str          # "yukti.choose" or "stored results (plain filter)"
-    note: str = ""
-
-
-def rank(frame: pd.DataFrame, model: str, *, batch_size: int, max_p99_us: float | None = None,
-         max_accuracy_loss: float | None = None, backends: Sequence[str] | None = None) -> pd.DataFrame:
-    """Latest measurements of `model` at `batch_size`, with `meets` (every constraint holds) and
-    `why_not`; ranked by meeting the constraints, then p99 latency, then accuracy loss."""
-    rows = latest(frame)
-    rows = rows[(rows["model"] == model) & (rows["batch_size"] == batch_size)]
-    if backends is not None:
-        rows = rows[rows["backend"].isin(list(backends))]
-    rows = rows.copy()
-    reasons: list[str] = []
-    for _, row in rows.iterrows():
-        why = []
-        p99, loss = row["latency_p99_us"], row["accuracy_loss"]
-        if max_p99_us is not None and not (pd.notna(p99) and p99 <= max_p99_us):
-            why.append(f"p99 {p99:.3g} µs > {max_p99_us:g} µs")
-        if max_accuracy_loss is not None and not (pd.notna(loss) and loss <= max_accuracy_loss):
-            why.append(f"accuracy loss {loss:.3g} > {max_accuracy_loss:g}")
-        reasons.append("; ".join(why))
-    rows["why_not"] = reasons
-    rows["meets"] = rows["why_not"] == ""
-    rows = rows.sort_values(["meets", "latency_p99_us", "accuracy_loss"], ascending=[False, True, True], kind="stable")
-    return rows.reset_index(drop=True)
-
-
-def choose(frame: pd.DataFrame, model: str, *, batch_size: int, max_p99_us: float | None = None,
-           max_accuracy_loss: float | None = None, backends: Sequence[str] | None = None) -> Choice:
-    """The chooser on stored results, measuring nothing.
+def choose(frame: pd.DataFrame, model: str, *, batch_size: int, backends: Sequence[str] | None = None,
+           **limits: float | None) -> tuple[yukti.Choice, str]:
+    """yukti.chooser on stored results, measuring nothing: (the choice, a note for the page).
 
     `yukti.choose(..., measure="never", stored=frame)` first: it reuses only rows measured on this
     host for the same model hash, backend version, options and data, so its answer holds here. When
     it has no such row (results copied from another machine, an older model, a model not loadable
-    here), the stored rows are ranked as they are, and the note says so."""
-    note = ""
-    if hasattr(yukti, "choose"):
-        try:
-            chosen = yukti.choose(model, batch_size=batch_size, max_p99_us=max_p99_us,
-                                  max_accuracy_drop=max_accuracy_loss,
-                                  backends=list(backends) if backends else None, measure="never", stored=frame)
-            if any(getattr(c, "measured", False) for c in chosen):
-                winner = chosen.winner
-                return Choice(table=chosen.table(), winner=None if winner is None else str(winner.backend),
-                              winner_options=dict(winner.options) if winner is not None else {}, source="yukti.choose")
-            note = ("yukti.choose found no stored row measured on this host for this model's current hash, backend "
-                    "versions and options; ranking the stored rows as they are.")
-        except Exception as exc:  # the page must still answer from the stored numbers
-            note = f"yukti.choose could not answer ({type(exc).__name__}: {exc}); ranking the stored rows as they are."
-    table = rank(frame, model, batch_size=batch_size, max_p99_us=max_p99_us,
-                 max_accuracy_loss=max_accuracy_loss, backends=backends)
-    met = table[table["meets"]]
-    winner = None if met.empty else str(met["backend"].iloc[0])
-    options = json.loads(met["options"].iloc[0]) if not met.empty and isinstance(met["options"].iloc[0], str) else {}
-    return Choice(table=table, winner=winner, winner_options=options, source="stored results (plain filter)", note=note)
+    here), `yukti.chooser.from_results` ranks the stored rows as they are, and the note says so.
+    `limits` are choose's constraint keywords (max_p99_us, max_accuracy_drop, ...)."""
+    try:
+        chosen = yukti.choose(model, batch_size=batch_size, backends=list(backends) if backends else None,
+                              measure="never", stored=frame, **limits)
+        if any(c.measured for c in chosen):
+            return chosen, ""
+        note = ("yukti.choose found no stored row measured on this host for this model's current hash, backend "
+                "versions and options; ranking the stored rows as they are.")
+    except Exception as exc:  # the page must still answer from the stored numbers
+        note = f"yukti.choose could not answer ({type(exc).__name__}: {exc}); ranking the stored rows as they are."
+    return chooser.from_results(frame, model, batch_size=batch_size, backends=backends, **limits), note
 
 
 def snippet(model: str, backend: str, options: object = None, *, batch_size: int = 1) -> str:
@@ -329,8 +241,8 @@ def history_series(history: pd.DataFrame, model: str, batch_size: int, metric: s
 
 def flag_steps(series: pd.DataFrame, metric: str, threshold: float) -> pd.DataFrame:
     """Commit-to-commit changes of `metric` that are worse by more than `threshold` (relative), per
-    line. Direction comes from METRICS: a throughput drop is a regression, as is a latency rise."""
-    higher_better = METRICS[metric].higher_is_better if metric in METRICS else False
+    line. Direction comes from the vocabulary: a throughput drop is a regression, as is a latency rise."""
+    higher_better = vocabulary.higher_is_better(metric)
     flags = []
     for label, line in series.groupby("label", sort=False):
         values = pd.to_numeric(line[metric], errors="coerce").to_numpy(dtype=float)
@@ -348,66 +260,75 @@ def flag_steps(series: pd.DataFrame, metric: str, threshold: float) -> pd.DataFr
     return pd.DataFrame(flags, columns=columns)
 
 
-# -- fidelity curves --------------------------------------------------------------------------------
+# -- fidelity (drawn from the store: yukti.curves) ----------------------------------------------------
 
-def efficiency_curve(scores: np.ndarray, is_signal: np.ndarray, n_points: int = 400) -> pd.DataFrame:
-    """Signal efficiency against background efficiency (the ROC curve in trigger terms), thinned to
-    `n_points` log-spaced background efficiencies so a chart stays light at any sample count."""
-    from sklearn.metrics import roc_curve
-
-    bkg, sig, _ = roc_curve(is_signal, scores)
-    n_bkg = max(int((~is_signal).sum()), 1)
-    grid = np.unique(np.concatenate([np.geomspace(1.0 / n_bkg, 1.0, n_points), [0.01, 0.1]]))
-    return pd.DataFrame({"bkg_eff": grid, "sig_eff": np.interp(grid, bkg, sig)})
+# |Δ| against the reference means something in every task; the task's own metrics follow (vocabulary).
+FIDELITY_COMMON = ("max_abs_diff", "mean_abs_diff")
 
 
-def fidelity_curves(outputs: dict[str, np.ndarray], labels: np.ndarray, signal_class: int,
-                    reference: str = REFERENCE_BACKEND) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """From each backend's outputs on the same labelled samples: efficiency curves (long frame),
-    histograms of log10 |output − reference| (long frame), and a summary per backend."""
-    from sklearn.metrics import roc_auc_score
-
-    from yukti.metrics import signal_score
-
-    is_signal = np.asarray(labels) == signal_class
-    ref = np.asarray(outputs[reference], dtype=np.float64).reshape(len(labels), -1) if reference in outputs else None
-    curves, hists, summary = [], [], []
-    edges = np.arange(-12.0, 1.01, 0.25)  # float32 rounding (~1e-8) to visible errors (~1)
-    for backend, out in outputs.items():
-        out = np.asarray(out, dtype=np.float64).reshape(len(labels), -1)
-        score = signal_score(out, signal_class)
-        curves.append(efficiency_curve(score, is_signal).assign(backend=backend))
-        row: dict[str, Any] = {"backend": backend, "auc": float(roc_auc_score(is_signal, score))}
-        if ref is not None and backend != reference:
-            diff = np.abs(out - ref).ravel()
-            nonzero = diff[diff > 0]
-            counts, _ = np.histogram(np.log10(nonzero), bins=edges) if len(nonzero) else (np.zeros(len(edges) - 1), None)
-            hists.append(pd.DataFrame({"log10_abs_diff": (edges[:-1] + edges[1:]) / 2, "count": counts, "backend": backend}))
-            row.update(max_abs_diff=float(diff.max()), exact_zero_fraction=float((diff == 0).mean()))
-        summary.append(row)
-    hist = pd.concat(hists, ignore_index=True) if hists else pd.DataFrame(columns=["log10_abs_diff", "count", "backend"])
-    if len(hist) and (hist["count"] > 0).any():  # show only the range where some backend has differences
-        filled = hist.loc[hist["count"] > 0, "log10_abs_diff"]
-        hist = hist[hist["log10_abs_diff"].between(filled.min() - 0.5, filled.max() + 0.5)].reset_index(drop=True)
-    return pd.concat(curves, ignore_index=True), hist, pd.DataFrame(summary)
+def fidelity_metrics(task: str | None) -> list[str]:
+    """The metric columns the Fidelity page shows for `task`: |Δ| against the reference, then every
+    metric yukti.vocabulary gives the task (classification: argmax agreement, AUC, efficiencies at
+    fixed background; regression: relative errors, resolution; anomaly: the score's AUC and
+    efficiency at a fixed false-positive rate, and the reconstruction's errors)."""
+    task = task if isinstance(task, str) and task else vocabulary.CLASSIFICATION  # runs stored before tasks: classifiers
+    return [*FIDELITY_COMMON, *(c for c, m in METRICS.items() if m.task and task in m.task)]
 
 
-def run_options(frame: pd.DataFrame, model: str, backend: str) -> dict[str, Any]:
-    """The options of the latest successful measurement of `backend` on `model`."""
-    rows = latest(frame)
-    rows = rows[(rows["model"] == model) & (rows["backend"] == backend)]
-    if rows.empty or not isinstance(rows["options"].iloc[-1], str):
-        return {}
-    return json.loads(rows["options"].iloc[-1])
+def fidelity_runs(frame: pd.DataFrame, model: str) -> pd.DataFrame:
+    """One row per stored run of `model` that has successful rows, newest first: run_id, timestamp,
+    dataset, task, signal_class, n_samples, backends."""
+    rows = ok_rows(frame)
+    rows = rows[rows["model"] == model]
+    columns = ["run_id", "timestamp", "dataset", "task", "signal_class", "n_samples"]
+    rows = rows.assign(**{c: pd.NA for c in columns if c not in rows.columns})  # e.g. runs stored before tasks
+    if rows.empty:
+        return pd.DataFrame(columns=[*columns, "backends"])
+    runs = (rows.groupby("run_id", sort=False, dropna=True)
+            .agg(**{c: (c, "first") for c in columns[1:]},
+                 backends=("backend", lambda b: ", ".join(sorted(b.astype(str).unique()))))
+            .reset_index())
+    return runs.sort_values("timestamp", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def backend_outputs(backend: str, model: Any, X: np.ndarray, options: dict[str, Any] | None = None,
-                    chunk: int = 1024) -> np.ndarray:
-    """`backend`'s first output on every sample of X (prepared through the artifact cache)."""
-    from yukti.engine import evaluate
+def run_fidelity(frame: pd.DataFrame, run_id: str, model: str) -> pd.DataFrame:
+    """The run's successful rows of `model`, one per backend configuration (its fidelity numbers do
+    not depend on the batch size), with a `label` each."""
+    rows = ok_rows(frame)
+    rows = rows[(rows["run_id"].astype(str) == str(run_id)) & (rows["model"] == model)]
+    return with_labels(rows.drop_duplicates(["backend", "options"]).reset_index(drop=True))
 
-    run = yukti.runner(backend, model, **(options or {}))
-    return evaluate(run, model.validate_inputs(X), chunk=chunk)
+
+def load_curves(runs: str | pd.DataFrame, store: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The stored fidelity curves (yukti.curves) of a run id, or of the runs and backend
+    configurations in result rows (then with the rows' `label`, when they have one). Empty when
+    none were stored (a run from before curves were stored) or the curves file is unreadable."""
+    if isinstance(runs, str):
+        return curves.load(store_path(store), [runs])
+    keys = ["run_id", "backend", "options"]
+    wanted = runs[[*keys, *(["label"] if "label" in runs.columns else [])]].drop_duplicates(keys).astype({k: str for k in keys})
+    found = curves.load(store_path(store), wanted["run_id"].unique())
+    return found.astype({k: str for k in keys}).merge(wanted, on=keys, how="inner")
+
+
+def efficiency_lines(stored: pd.DataFrame) -> pd.DataFrame:
+    """The efficiency curves of `load_curves` output: bkg_eff, sig_eff per label."""
+    rows = stored[stored["curve"] == curves.EFFICIENCY]
+    return rows.rename(columns={"x": "bkg_eff", "y": "sig_eff"}).reset_index(drop=True)
+
+
+def difference_histogram(stored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From `load_curves` output: histograms of log10 |output − reference| (log10_abs_diff, count
+    per label), cropped to the range where some backend has differences, and per label how many
+    outputs equal the reference's exactly (n_values, n_equal, exact_zero_fraction)."""
+    rows = stored[stored["curve"] == curves.ABS_DIFF].rename(columns={"x": "log10_abs_diff", "y": "count"})
+    label = "label" if "label" in rows.columns else "backend"
+    equal = (rows.groupby(label, sort=True).agg(n_values=("n_values", "first"), n_equal=("n_equal", "first")).reset_index())
+    equal["exact_zero_fraction"] = equal["n_equal"].astype(float) / equal["n_values"].astype(float)
+    filled = rows.loc[rows["count"] > 0, "log10_abs_diff"]
+    if len(filled):
+        rows = rows[rows["log10_abs_diff"].between(filled.min() - 0.5, filled.max() + 0.5)]
+    return rows.reset_index(drop=True), equal
 
 
 # -- the quick benchmark ----------------------------------------------------------------------------
@@ -420,19 +341,11 @@ QUICK_POLICY = dict(time_budget_s=0.2, min_calls=50, warmup_calls=5, warmup_s=0.
 def quick_benchmark(backends: Sequence[str] | None = None, *, store: str | os.PathLike | None = None,
                     on_step: Callable[[float, str], None] | None = None) -> pd.DataFrame:
     """Benchmark the embedded default (jet_dnn on jets_synthetic) at batch 1 and 1024 with a short
-    timing policy, one backend at a time so a progress bar can follow; stored as one run."""
+    timing policy, stored as one run with its fidelity curves; `on_step` follows each backend."""
     step = on_step or (lambda fraction, text: None)
-    names = list(backends) if backends else yukti.registry.names()
     step(0.0, f"training or loading {QUICK_MODEL} (first use trains it)")
     model = yukti.zoo.get(QUICK_MODEL)
-    policy = yukti.TimingPolicy(**QUICK_POLICY)
-    frames = []
-    for i, name in enumerate(names):
-        step(i / len(names), f"measuring {name} ({i + 1}/{len(names)})")
-        frames.append(yukti.benchmark(model, backends=[name], batch_sizes=QUICK_BATCHES, policy=policy, store=False))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["run_id"] = frames[0]["run_id"].iloc[0]  # one run, as `yukti bench` would store it
-    results.append(frame, store_path(store))
+    frame = yukti.benchmark(model, backends=list(backends) if backends else None, batch_sizes=QUICK_BATCHES,
+                            policy=yukti.TimingPolicy(**QUICK_POLICY), store=str(store_path(store)), progress=step)
     step(1.0, "done")
     return frame
-

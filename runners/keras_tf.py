@@ -19,39 +19,32 @@ import numpy as np
 from yukti.cache import ArtifactCache
 from yukti.errors import BackendUnavailableError, YuktiError
 from yukti.model import Model
-from yukti.runner import Runner, Support, import_status, package_version
+from yukti.options import Option
+from yukti.runner import Runner, Support
 
 
 class KerasRunner(Runner):
     name = "keras"
     description = "TensorFlow/Keras: the original Keras model in a tf.function (optionally XLA)"
-    default_options = {
-        "threads": 1,  # TensorFlow intra-op threads: process-wide, settable only before TF initialises
-        "jit_compile": False,  # True: tf.function(jit_compile=True), compiled by XLA
-        "device": "cpu",  # cpu | cuda
+    packages = ("tensorflow", "keras")  # version(): tensorflow's
+    options = {
+        "threads": Option(1, type=int, minimum=1, artifact=False,
+                          doc="TensorFlow intra-op threads: process-wide, settable only before TensorFlow initialises"),
+        "jit_compile": Option(False, type=bool, doc="True: tf.function(jit_compile=True), compiled by XLA"),
+        "device": Option("cpu", choices=("cpu", "cuda")),
     }
     # TensorFlow executes one function from several Python threads at once; the traced graph holds
     # no per-call state (inference, training=False). Checked by the contract's concurrency test.
     thread_safe = True
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        ok, reason = import_status("tensorflow")
-        if not ok:
-            return ok, reason
-        ok, reason = import_status("keras")
-        if not ok:
-            return ok, reason
+    def _available_here(cls) -> tuple[bool, str]:
         import keras
 
         backend = keras.backend.backend()
         if backend != "tensorflow":
             return False, f"keras runs on its {backend!r} backend here; this runner needs KERAS_BACKEND=tensorflow"
         return True, ""
-
-    @classmethod
-    def version(cls) -> str:
-        return package_version("tensorflow")
 
     @classmethod
     def supports(cls, model: Model) -> Support:
@@ -70,10 +63,6 @@ class KerasRunner(Runner):
         import keras
         import tensorflow as tf
 
-        if not isinstance(jit_compile, bool):
-            raise ValueError(f"keras option jit_compile must be True or False; got {jit_compile!r}")
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"keras option device must be 'cpu' or 'cuda'; got {device!r}")
         if device == "cuda" and not tf.config.list_physical_devices("GPU"):
             raise BackendUnavailableError(
                 "device='cuda' but TensorFlow sees no GPU (tf.config.list_physical_devices('GPU') is empty; "
@@ -102,8 +91,7 @@ class KerasRunner(Runner):
 
         artifact = _saved_model(model, keras.__version__, tf.__version__)
         return {
-            "tensorflow_version": tf.__version__,
-            "keras_version": keras.__version__,
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
             "jit_compile": jit_compile,
             "device": self._device,
             "call": "ConcreteFunction of tf.function(jit_compile=True)" if jit_compile else "ConcreteFunction of tf.function",
@@ -125,33 +113,31 @@ class KerasRunner(Runner):
         return [o.numpy() for o in outs]
 
 
-def _apply_threads(tf: Any, threads: Any) -> dict[str, Any]:
+def _apply_threads(tf: Any, threads: int) -> dict[str, Any]:
     """Ask for `threads` intra-op and one inter-op thread; report what TensorFlow actually uses.
 
     TensorFlow refuses a change once it has initialised (RuntimeError); then the pools it started
     with stay, and `threads_applied` is False with the reason. 0 in TensorFlow's getters means its
     default: as many threads as cores.
     """
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"keras option threads must be a positive integer; got {threads!r}")
-    from yukti.toolchain import pin_tensorflow_threads  # the engine sizes the pools the same way before loading
+    from yukti.toolchain import pin_tensorflow_threads, tensorflow_threads  # the engine sizes the pools the same way
 
-    applied = pin_tensorflow_threads(int(threads))
-    intra = tf.config.threading.get_intra_op_parallelism_threads()
-    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    applied = pin_tensorflow_threads(threads)
+    pools = tensorflow_threads()
+    intra, inter = pools["intra_op"], pools["inter_op"]
     intra_used, inter_used = intra or os.cpu_count() or 0, inter or os.cpu_count() or 0
     info: dict[str, Any] = {
         "threads_process_wide": True,
         "tf_intra_op_threads": intra_used,
         "tf_inter_op_threads": inter_used,
-        "threads_applied": intra_used == int(threads),
+        "threads_applied": intra_used == threads,
         "threads_effective": intra_used,  # the engine records this in the results' threads column
     }
-    if not applied and (intra_used != int(threads) or inter_used != 1):
+    if not applied and (intra_used != threads or inter_used != 1):
         info["threads_note"] = (
             "TensorFlow was already initialised in this process, so its thread pools "
             f"could not be changed: it uses {intra_used} intra-op and {inter_used} inter-op thread(s) "
-            f"(0 configured means TensorFlow's default, all cores) where {int(threads)} and 1 were asked for"
+            f"(0 configured means TensorFlow's default, all cores) where {threads} and 1 were asked for"
         )
     return info
 
@@ -169,4 +155,5 @@ def _saved_model(model: Model, keras_version: str, tf_version: str) -> dict[str,
         weights = sum(int(np.asarray(w).nbytes) for w in network.get_weights())
         return {"artifact_path": None, "artifact_bytes": weights, "artifact_kind": f"weights only (.keras save failed: {exc})"}
     path = entry.path / "model.keras"
-    return {"artifact_path": str(path), "artifact_bytes": path.stat().st_size, "artifact_kind": ".keras file"}
+    return {"artifact_path": str(path), "artifact_bytes": path.stat().st_size, "artifact_kind": ".keras file",
+            "cache_hit": entry.hit, "build_s": entry.manifest["build_s"]}

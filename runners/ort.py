@@ -8,7 +8,8 @@ import numpy as np
 
 from yukti.errors import BackendUnavailableError
 from yukti.model import Model
-from yukti.runner import Runner, import_status, package_version
+from yukti.options import Option
+from yukti.runner import Runner, package_version
 
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
@@ -16,16 +17,14 @@ _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended"
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
     description = "ONNX Runtime InferenceSession"
-    default_options = {
-        "threads": 1,  # intra-op threads
-        "graph_optimization_level": "all",  # disable | basic | extended | all
-        "device": "cpu",  # cpu | cuda
-        "providers": None,  # explicit provider list overrides `device`
+    packages = ("onnxruntime",)
+    options = {
+        "threads": Option(1, type=int, minimum=1, artifact=False, doc="intra-op threads (inter-op: 1)"),
+        "graph_optimization_level": Option("all", choices=tuple(_LEVELS), doc="ONNX Runtime's graph optimisations"),
+        "device": Option("cpu", choices=("cpu", "cuda")),
+        "providers": Option(None, type=(list, tuple), nullable=True, check=lambda value: _provider_list(value),
+                            doc="explicit execution providers (names or (name, options) pairs); overrides `device`"),
     }
-
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        return import_status("onnxruntime")
 
     @classmethod
     def version(cls) -> str:
@@ -34,18 +33,14 @@ class OnnxRuntimeRunner(Runner):
     def _prepare(self, model: Model, *, threads: int, graph_optimization_level: str, device: str, providers: Any) -> dict[str, Any]:
         import onnxruntime as ort
 
-        if graph_optimization_level not in _LEVELS:
-            raise ValueError(f"graph_optimization_level must be one of {list(_LEVELS)}; got {graph_optimization_level!r}")
         present = ort.get_available_providers()
         if providers is None:
             if device == "cuda":
                 if "CUDAExecutionProvider" not in present:
                     raise BackendUnavailableError(f"device='cuda' needs onnxruntime's CUDAExecutionProvider; this build has {present}")
                 providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            elif device == "cpu":
-                providers = ["CPUExecutionProvider"]
             else:
-                raise ValueError(f"device must be 'cpu' or 'cuda'; got {device!r}")
+                providers = ["CPUExecutionProvider"]
         missing = [p for p in providers if (p if isinstance(p, str) else p[0]) not in present]
         if missing:
             raise BackendUnavailableError(f"onnxruntime providers {missing} are not in this build ({present})")
@@ -62,3 +57,14 @@ class OnnxRuntimeRunner(Runner):
 
     def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self._session.run(None, dict(zip(self._input_names, arrays)))
+
+
+def _provider_list(providers: list | tuple) -> list:
+    """For the `providers` option: names, or (name, {option: value}) pairs, as ONNX Runtime takes them."""
+    def valid(item: Any) -> bool:
+        return isinstance(item, str) or (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+                                         and isinstance(item[1], dict))
+
+    if not providers or not all(valid(item) for item in providers):
+        raise ValueError("a non-empty list of provider names or (name, options dict) pairs")
+    return list(providers)

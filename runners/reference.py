@@ -12,13 +12,15 @@ from typing import Any
 import numpy as np
 
 from yukti.model import Model
+from yukti.options import Option
 from yukti.runner import Runner, Support, package_version
 
 
 class ReferenceRunner(Runner):
     name = "reference"
     description = "ONNX reference evaluator (onnx.reference), the float accuracy baseline"
-    default_options = {"source": "onnx"}  # "onnx" or "original" (the torch module / Keras model)
+    options = {"source": Option("onnx", choices=("onnx", "original"),
+                                doc="evaluate the ONNX graph, or the original float framework object (torch module / Keras model)")}
     thread_safe = True  # calls are serialized by a lock: the evaluator keeps per-run state in Python objects
 
     @classmethod
@@ -35,8 +37,6 @@ class ReferenceRunner(Runner):
 
     def _prepare(self, model: Model, *, source: str) -> dict[str, Any]:
         self._lock = threading.Lock()
-        if source not in ("onnx", "original"):
-            raise ValueError(f"reference option source must be 'onnx' or 'original'; got {source!r}")
         if source == "onnx" and model.has_onnx:
             from onnx.reference import ReferenceEvaluator
 
@@ -47,13 +47,13 @@ class ReferenceRunner(Runner):
         if model.torch_module is not None:
             import torch
 
-            from runners.torch_eager import _writeable
+            from runners.torch_common import writeable
 
             module = model.torch_module.eval()
 
             def call(arrays: list[np.ndarray]) -> list[np.ndarray]:
                 with torch.inference_mode():
-                    out = module(*(torch.from_numpy(_writeable(a)) for a in arrays))
+                    out = module(*(torch.from_numpy(writeable(a)) for a in arrays))
                 outs = out if isinstance(out, (tuple, list)) else (out,)
                 return [o.detach().cpu().numpy() for o in outs]
 

@@ -8,7 +8,6 @@ compiling for ~35 s; `aoti_load_package` loads it.
 
 from __future__ import annotations
 
-import copy
 import platform
 import threading
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from runners.torch_eager import TorchEagerRunner, _import_onnx2torch, _writeable
+from runners import torch_common
 from yukti.cache import ArtifactCache
-from yukti.errors import BackendUnavailableError, InputError, UnsupportedModelError, YuktiError
+from yukti.errors import InputError, UnsupportedModelError, YuktiError
 from yukti.model import Model
-from yukti.runner import Runner, Support, import_status, package_version
-from yukti.safe_names import sanitized_onnx
+from yukti.options import Option, OptionError
+from yukti.runner import Runner, Support
 from yukti.toolchain import compiler_version
 
 PACKAGE = "model.pt2"
@@ -77,22 +76,20 @@ def _failing_layer(exc: BaseException, module: Any) -> str | None:
 class TorchAOTRunner(Runner):
     name = "torch_aot"
     description = "AOTInductor: torch.export + aoti_compile_and_package (.pt2), cached across processes"
-    default_options = {
-        "threads": 1,  # torch.set_num_threads: process-wide in PyTorch; not part of the package
-        "source": "auto",  # auto | module | onnx
-        "device": "cpu",  # cpu | cuda
-        # Batch sizes the package accepts. torch.export turns a dynamic dimension into a constant
-        # when the example has size 1 (0/1 specialisation), so the example batch is >= 2 while the
-        # declared range may still start at 1. min_batch == max_batch compiles a static batch.
-        "min_batch": 1,
-        "max_batch": 65536,
+    packages = ("torch",)
+    # Batch sizes the package accepts. torch.export turns a dynamic dimension into a constant when
+    # the example has size 1 (0/1 specialisation), so the example batch is >= 2 while the declared
+    # range may still start at 1. min_batch == max_batch compiles a static batch.
+    options = {
+        "threads": torch_common.THREADS,  # not part of the package
+        "source": torch_common.SOURCE,
+        "device": torch_common.DEVICE,
+        "min_batch": Option(1, type=int, minimum=1, doc="smallest batch size the package accepts"),
+        "max_batch": Option(65536, type=int, minimum=1, doc="largest batch size the package accepts"),
     }
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
-        ok, reason = import_status("torch")
-        if not ok:
-            return ok, reason
+    def _available_here(cls) -> tuple[bool, str]:
         import torch
 
         if not hasattr(torch._inductor, "aoti_compile_and_package"):
@@ -100,29 +97,18 @@ class TorchAOTRunner(Runner):
         return True, ""
 
     @classmethod
-    def version(cls) -> str:
-        return package_version("torch")
-
-    @classmethod
     def supports(cls, model: Model) -> Support:
         # Same inputs as the eager runner (module, or onnx2torch conversion); whether torch.export
         # can trace the result is only known by tracing, which is `prepare`'s job.
-        return TorchEagerRunner.supports(model)
+        return torch_common.supports(model)
 
     def _prepare(self, model: Model, *, threads: int, source: str, device: str, min_batch: int, max_batch: int) -> dict[str, Any]:
         import torch
 
-        if source not in ("auto", "module", "onnx"):
-            raise ValueError(f"torch_aot option source must be auto, module or onnx; got {source!r}")
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"torch_aot option device must be 'cpu' or 'cuda'; got {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailableError("device='cuda' but torch sees no CUDA device")
-        if source == "module" and model.torch_module is None:
-            raise ValueError(f"model {model.name!r} has no torch module (loaded from {model.source}); use source='onnx'")
+        torch_common.check_device(device)
+        origin = torch_common.origin(model, source)
         min_batch, max_batch = _bounds(model, min_batch, max_batch)
-        torch.set_num_threads(int(threads))
-        origin = "original module" if model.torch_module is not None and source in ("auto", "module") else "onnx2torch"
+        torch.set_num_threads(threads)
 
         parts = {
             "model": model.hash, "backend": self.name, "format": FORMAT, "module_from": origin, "device": device,
@@ -130,12 +116,7 @@ class TorchAOTRunner(Runner):
         }
 
         def build(tmp: Path) -> None:
-            module = model.torch_module if origin == "original module" else _import_onnx2torch().convert(sanitized_onnx(model.onnx))
-            target = torch.device(device)
-            tensors = [*module.parameters(), *module.buffers()]
-            if any(t.device.type != target.type for t in tensors):
-                module = copy.deepcopy(module).to(target)  # leave the user's module where it was
-            module = module.eval()
+            module = torch_common.module_on(model, origin, device)
             program = _export(model, module, origin, device, min_batch, max_batch)
             torch._inductor.aoti_compile_and_package(program, package_path=str(tmp / PACKAGE))
 
@@ -156,7 +137,7 @@ class TorchAOTRunner(Runner):
             "cache_hit": entry.hit,
             # Seconds spent exporting and compiling the package, by this process or, on a cache
             # hit, by the one that built it: the cost a cold cache would pay.
-            "compile_s": entry.manifest["build_s"],
+            "build_s": entry.manifest["build_s"],
             "min_batch": min_batch,
             "max_batch": max_batch,
             "target": parts["target"],
@@ -180,7 +161,7 @@ class TorchAOTRunner(Runner):
         # its sums come out in another order (1 ulp apart). torch.get_num_threads() applies
         # torch's process-wide setting to this thread on first use, as eager torch ops do.
         torch.get_num_threads()
-        tensors = [torch.from_numpy(_writeable(a)) for a in arrays]
+        tensors = [torch.from_numpy(torch_common.writeable(a)) for a in arrays]
         if self._device.type != "cpu":
             tensors = [t.to(self._device) for t in tensors]
         # boxed_run skips the pytree round trip of AOTICompiledModel.__call__ (two treespec
@@ -206,12 +187,11 @@ def _load_package(path: Path) -> Any:
         ) from exc
 
 
-def _bounds(model: Model, min_batch: Any, max_batch: Any) -> tuple[int, int]:
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (min_batch, max_batch)):
-        raise ValueError(f"torch_aot options min_batch and max_batch must be integers; got {min_batch!r}, {max_batch!r}")
-    min_batch, max_batch = int(min_batch), int(max_batch)
-    if not 1 <= min_batch <= max_batch:
-        raise ValueError(f"torch_aot needs 1 <= min_batch <= max_batch; got min_batch={min_batch}, max_batch={max_batch}")
+def _bounds(model: Model, min_batch: int, max_batch: int) -> tuple[int, int]:
+    """The batch range to compile (each option is an integer >= 1 already): the options', or the
+    model's own fixed batch size when it has one inside them."""
+    if min_batch > max_batch:
+        raise OptionError(f"backend 'torch_aot' needs min_batch <= max_batch; got min_batch={min_batch}, max_batch={max_batch}")
     fixed = {spec.shape[0] for spec in model.inputs if spec.shape[0] is not None}
     if fixed:
         # a model exported with a fixed batch size accepts only that size

@@ -24,12 +24,14 @@ from yukti.errors import (
 )
 from yukti.model import Model, TensorSpec, load
 from yukti.registry import available_backends, backends, register, runner, runner_class, unregister
-from yukti.runner import BackendInfo, Runner, Support
+from yukti.options import Option, OptionError
+from yukti.runner import BackendInfo, Capability, CapabilityError, Runner, RunnerInfo, Support
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArtifactCache", "BackendInfo", "BackendUnavailableError", "Candidate", "Choice", "ConstraintCheck", "Dataset", "InputError", "Model", "ModelLoadError",
+    "ArtifactCache", "BackendInfo", "BackendUnavailableError", "Candidate", "Capability", "CapabilityError", "Option",
+    "OptionError", "RunnerInfo", "Choice", "ConstraintCheck", "Dataset", "InputError", "Model", "ModelLoadError",
     "Runner", "Support", "TensorSpec", "TimingPolicy", "UnknownBackendError", "UnknownNameError",
     "NoBackendMeetsConstraints", "Session", "UnsupportedModelError", "YuktiError", "available_backends", "backends",
     "benchmark", "choose", "datasets", "load", "pareto",

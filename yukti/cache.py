@@ -14,6 +14,9 @@ dlopen'ed). A damaged entry, or one written before entries carried checksums, is
 Staging folders record their owner (pid, host, start time). A build killed before it finished
 leaves its folder behind; the next build (or `yukti cache clear|verify`) removes folders whose
 owner process is gone (same host), and any older than `STAGING_MAX_AGE_S`.
+
+Over 400 lines on purpose: committing, verifying, discarding and cleaning up after killed builds
+are one protocol around one lock per entry, and `yukti cache info|verify|clear` reads it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,13 @@
 
 The numbers come from the results store when a row was measured for the same model hash, host,
 backend version, options, batch size, threads and dataset; whatever is missing is measured now with
-`yukti.benchmark` (and stored, so the next choice reuses it). A candidate that cannot be measured
+`yukti.benchmark` (and stored, so the next choice reuses it). Metric names, labels, units and
+directions come from yukti.vocabulary; derived ones (accuracy drop, AUC drop) are computed there.
+The reference backend is the baseline, not a contender: it is a candidate only when named.
+
+Longer than 400 lines on purpose: constraints, candidates, the Choice, the Pareto front, `choose`,
+`from_results` (stored rows as they are) and `Session` share the candidate and check types and
+one ranking; split, one decision would be spread over several modules. A candidate that cannot be measured
 (unavailable, unsupported, failed, or `measure="never"` with nothing stored) stays in the answer with
 its reason: it never silently disappears, and a constraint that cannot be checked counts as missed.
 """
@@ -22,20 +28,18 @@ from typing import Any, Iterator, Literal, Sequence, overload
 import numpy as np
 import pandas as pd
 
-from yukti import registry, validation
+from yukti import registry, results, validation, vocabulary
 from yukti.errors import InputError, UnknownNameError, YuktiError
 from yukti.model import Model
 from yukti.runner import Runner
 
-REFERENCE_BACKEND = "reference"
+REFERENCE_BACKEND = vocabulary.REFERENCE_BACKEND
 
-# objective name -> (column, larger is better)
+# objective name -> (column, larger is better); the direction is the vocabulary's
 OBJECTIVES: dict[str, tuple[str, bool]] = {
-    "p99": ("latency_p99_us", False),
-    "p50": ("latency_p50_us", False),
-    "throughput": ("throughput_per_s", True),
-    "accuracy": ("accuracy_drop", False),
-    "prepare": ("prepare_s", False),
+    name: (column, vocabulary.METRICS[column].higher_is_better)
+    for name, column in [("p99", "latency_p99_us"), ("p50", "latency_p50_us"), ("throughput", "throughput_per_s"),
+                         ("accuracy", "accuracy_drop"), ("prepare", "prepare_s"), ("rel_error", "max_rel_error")]
 }
 
 MeasureMode = Literal["auto", "never", "always"]
@@ -46,25 +50,35 @@ class _ConstraintSpec:
     name: str  # keyword of choose()
     column: str  # metric it bounds
     upper: bool  # True: value <= limit; False: value >= limit
-    label: str  # how it reads in sentences
-    unit: str
+
+    @property
+    def metric(self) -> vocabulary.Metric:
+        return vocabulary.METRICS[self.column]
+
+    @property
+    def label(self) -> str:  # how it reads in sentences
+        return self.metric.label.split(" (")[0]
+
+    @property
+    def unit(self) -> str:  # appended to numbers; fractions and AUC read as plain numbers
+        unit = self.metric.unit
+        return "" if unit in ("", "fraction", "AUC", "output units") else f" {unit}"
 
 
+# A bound on a higher-is-better metric is a minimum (value >= limit), on the others a maximum.
 CONSTRAINTS: dict[str, _ConstraintSpec] = {
-    spec.name: spec
-    for spec in (
-        _ConstraintSpec("max_p50_us", "latency_p50_us", True, "p50 latency", " µs"),
-        _ConstraintSpec("max_p99_us", "latency_p99_us", True, "p99 latency", " µs"),
-        _ConstraintSpec("min_throughput_per_s", "throughput_per_s", False, "throughput", "/s"),
-        _ConstraintSpec("max_accuracy_drop", "accuracy_drop", True, "accuracy drop", ""),
-        _ConstraintSpec("max_auc_drop", "auc_drop", True, "AUC drop", ""),
-        _ConstraintSpec("max_prepare_s", "prepare_s", True, "prepare time", " s"),
-    )
+    name: _ConstraintSpec(name, column, not vocabulary.METRICS[column].higher_is_better)
+    for name, column in [
+        ("max_p50_us", "latency_p50_us"), ("max_p99_us", "latency_p99_us"), ("min_throughput_per_s", "throughput_per_s"),
+        ("max_accuracy_drop", "accuracy_drop"), ("max_auc_drop", "auc_drop"), ("max_prepare_s", "prepare_s"),
+        ("max_abs_error", "max_abs_diff"), ("max_rel_error", "max_rel_error"), ("max_resolution", "resolution"),
+    ]
 }
 
 # Metrics a candidate carries (table columns, in order).
 METRICS = ("latency_p50_us", "latency_p99_us", "throughput_per_s", "argmax_agreement", "accuracy_drop", "auc",
-           "reference_auc", "auc_drop", "prepare_s", "latency_native_p50_us")
+           "reference_auc", "auc_drop", "max_abs_diff", "max_rel_error", "mean_rel_error", "resolution", "prepare_s",
+           "latency_native_p50_us")
 
 
 class NoBackendMeetsConstraints(YuktiError):
@@ -232,7 +246,7 @@ class Choice(Sequence[Candidate]):
         """One row per candidate, ranked; `pareto(choice.table())` gives the front over them."""
         return _candidate_table(self.candidates)
 
-    def pareto(self, objectives: Sequence[str] = ("latency_p99_us", "accuracy_loss", "prepare_s")) -> pd.DataFrame:
+    def pareto(self, objectives: Sequence[str] = ("latency_p99_us", "accuracy_drop", "prepare_s")) -> pd.DataFrame:
         return pareto(self.table(), objectives=objectives)
 
     def describe_constraints(self) -> str:
@@ -247,7 +261,7 @@ class Choice(Sequence[Candidate]):
     def explain(self) -> str:
         """Which candidate wins and why; what every other candidate misses and by how much."""
         column, higher = OBJECTIVES[self.objective]
-        spec_unit = {"latency_p50_us": " µs", "latency_p99_us": " µs", "throughput_per_s": "/s", "prepare_s": " s"}.get(column, "")
+        spec_unit = next((spec.unit for spec in CONSTRAINTS.values() if spec.column == column), "")
         best = "highest" if higher else "lowest"
         head = (f"{self.model} · batch {self.batch_size} · {self.threads} thread(s) · data {self.dataset} · "
                 f"objective {self.objective} ({column}) · {self.describe_constraints()}")
@@ -276,12 +290,13 @@ class Choice(Sequence[Candidate]):
 
 # -- pareto -------------------------------------------------------------------------------------
 
-def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_p99_us", "accuracy_loss", "prepare_s"), *,
+def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_p99_us", "accuracy_drop", "prepare_s"), *,
            maximize: Sequence[str] = (), by: str | Sequence[str] | None = None, ok_only: bool = True) -> pd.DataFrame:
     """The non-dominated rows of `df` over `objectives` (all minimized, except those in `maximize`).
 
     A row is dominated when another is at least as good in every objective and better in one.
-    `accuracy_loss` is derived as 1 - argmax_agreement when the frame lacks it. Rows missing any
+    A derived metric the frame lacks (`accuracy_drop` = 1 - argmax_agreement, ...) is derived by
+    yukti.vocabulary, under the name asked for (old names such as `accuracy_loss` too). Rows missing any
     objective cannot be compared and are left out; with `ok_only`, so are rows whose `status` is not
     "ok". `by` (e.g. "batch_size") computes one front per group. The original index is kept; rows are
     sorted by the objectives.
@@ -293,8 +308,13 @@ def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_p99_us", "acc
     if unknown_max:
         raise UnknownNameError(f"maximize names {sorted(unknown_max)} that are not among the objectives {objectives}")
     frame = df.copy()
-    if "accuracy_loss" in objectives and "accuracy_loss" not in frame.columns and "argmax_agreement" in frame.columns:
-        frame["accuracy_loss"] = 1.0 - pd.to_numeric(frame["argmax_agreement"], errors="coerce")
+    lacking = [name for name in objectives if name not in frame.columns and vocabulary.column_of(name) in vocabulary.METRICS]
+    if lacking:
+        derived = vocabulary.derive(frame)
+        for name in lacking:
+            column = vocabulary.column_of(name)
+            if column in derived.columns and derived[column].notna().any():
+                frame[name] = derived[column]
     missing = [c for c in objectives if c not in frame.columns]
     if missing:
         raise UnknownNameError(f"pareto objectives {missing} are not columns of the frame (columns: {list(frame.columns)})")
@@ -348,11 +368,8 @@ def _same_options(stored: Any, wanted_json: dict[str, Any]) -> bool:
 
 
 def _requested_options(cls: type[Runner], threads: int, extra: dict[str, Any]) -> dict[str, Any]:
-    """The resolved options the engine would record for this backend (defaults + threads + extra)."""
-    options = {**cls.default_options, **{k: v for k, v in extra.items() if k in cls.default_options}}
-    if "threads" in cls.default_options and "threads" not in extra:
-        options["threads"] = threads
-    return options
+    """The resolved options the engine records for this backend: the reuse key of stored rows."""
+    return cls.resolve_options(extra, threads=threads)
 
 
 def _latest(rows: pd.DataFrame) -> pd.Series | None:
@@ -387,28 +404,16 @@ class _Finder:
         rows = rows[[_same_options(o, wanted) for o in rows["options"]]]
         return _latest(rows)
 
-    def reference_auc(self, row: pd.Series) -> float:
-        """The float reference's AUC on the same samples as `row` (same run first, any stored run else)."""
-        if row["backend"] == REFERENCE_BACKEND:
-            return _float(row["auc"])
-        refs = self.rows[_matches(self.rows["backend"], REFERENCE_BACKEND) & _matches(self.rows["n_samples"], row["n_samples"])
-                         & _matches(self.rows["signal_class"], row["signal_class"])]
-        refs = refs[[not _isnan(a) for a in refs["auc"]]]
-        if refs.empty:
-            return float("nan")
-        same_run = refs[_matches(refs["run_id"], row["run_id"])]
-        return _float((_latest(same_run) if not same_run.empty else _latest(refs))["auc"])
+
+def _metrics_of(row: pd.Series) -> dict[str, float]:
+    """The candidate's numbers from a row read through yukti.vocabulary.derive (drops included)."""
+    return {metric: _float(row.get(metric)) for metric in METRICS}
 
 
-def _metrics_of(row: pd.Series, reference_auc: float) -> dict[str, float]:
-    agreement = _float(row.get("argmax_agreement"))
-    auc = _float(row.get("auc"))
-    return {
-        "latency_p50_us": _float(row.get("latency_p50_us")), "latency_p99_us": _float(row.get("latency_p99_us")),
-        "throughput_per_s": _float(row.get("throughput_per_s")), "argmax_agreement": agreement,
-        "accuracy_drop": 1.0 - agreement, "auc": auc, "reference_auc": reference_auc, "auc_drop": reference_auc - auc,
-        "prepare_s": _float(row.get("prepare_s")), "latency_native_p50_us": _float(row.get("latency_native_p50_us")),
-    }
+def _has_values(row: pd.Series, constraints: dict[str, float]) -> bool:
+    """Every constrained metric has a value in `row` (a row measured before a metric existed, or
+    for another task, cannot answer that constraint: it is measured again, not silently missed)."""
+    return all(not _isnan(row.get(CONSTRAINTS[name].column)) for name in constraints)
 
 
 def _checks(metrics: dict[str, float], constraints: dict[str, float]) -> tuple[ConstraintCheck, ...]:
@@ -440,6 +445,9 @@ def choose(
     max_accuracy_drop: float | None = None,
     max_auc_drop: float | None = None,
     max_prepare_s: float | None = None,
+    max_abs_error: float | None = None,
+    max_rel_error: float | None = None,
+    max_resolution: float | None = None,
     backends: Sequence[str] | None = None,
     objective: str = "p99",
     measure: MeasureMode = "auto",
@@ -451,11 +459,16 @@ def choose(
     max_eval_samples: int = 20_000,
     store: bool | str = True,
     stored: pd.DataFrame | None = None,
+    task: str | None = None,
 ) -> Choice:
-    """Rank `backends` (default: every registered one) for `model` at `batch_size` under constraints.
+    """Rank `backends` (default: every registered one but the reference, the baseline) for `model`
+    at `batch_size` under constraints.
 
     Accuracy drop is 1 - argmax agreement with the float reference; AUC drop is the reference's AUC
-    minus the backend's on the same labelled samples. Numbers are reused from the results store
+    minus the backend's on the same labelled samples (classification and anomaly tasks);
+    `max_abs_error` bounds the largest |output - reference output|, `max_rel_error` the largest
+    relative error of a sample and `max_resolution` the spread of the error (regression and anomaly
+    tasks; yukti.metrics.regression_errors). `task` is passed to `yukti.benchmark` when measuring. Numbers are reused from the results store
     (`store`: True = default store, a path, False = none; or a frame given as `stored`) when a status
     "ok" row exists for the same model hash, host, backend version, options, batch size, threads and
     dataset; `measure="auto"` measures the missing ones with `yukti.benchmark` (storing them),
@@ -465,7 +478,7 @@ def choose(
     constraints (fewest misses first); then those without numbers.
     """
     import yukti
-    from yukti import environment, results
+    from yukti import environment
     from yukti.engine import TimingPolicy, resolve_model
 
     if objective not in OBJECTIVES:
@@ -476,14 +489,14 @@ def choose(
     threads = validation.positive_int("threads", threads)
     max_eval_samples = validation.positive_int("max_eval_samples", max_eval_samples)
     given = {"max_p50_us": max_p50_us, "max_p99_us": max_p99_us, "min_throughput_per_s": min_throughput_per_s,
-             "max_accuracy_drop": max_accuracy_drop, "max_auc_drop": max_auc_drop, "max_prepare_s": max_prepare_s}
-    # Every limit is a latency, rate, fraction or duration: negative is meaningless, inf means "no limit".
-    constraints = {name: validation.non_negative_limit(name, value) for name, value in given.items() if value is not None}
+             "max_accuracy_drop": max_accuracy_drop, "max_auc_drop": max_auc_drop, "max_prepare_s": max_prepare_s,
+             "max_abs_error": max_abs_error, "max_rel_error": max_rel_error, "max_resolution": max_resolution}
+    constraints = _limits(given)
     if policy is not None and not isinstance(policy, TimingPolicy):
         raise InputError(f"policy must be a yukti.TimingPolicy; got {type(policy).__name__}")
 
     model = resolve_model(model)
-    names = list(dict.fromkeys(backends)) if backends else registry.names()
+    names = list(dict.fromkeys(backends)) if backends else [n for n in registry.names() if n != REFERENCE_BACKEND]
     infos = {name: registry.backend_info(name) for name in names}  # unknown names fail here, before measuring
     options = options or {}
     dataset = _dataset_of(model, data, signal)
@@ -497,6 +510,7 @@ def choose(
 
     if stored is None:
         stored = results.load(None if store is True else store) if store is not False else results.conform(pd.DataFrame())
+    stored = results.with_derived(stored)  # a frame handed in may predate the derived metrics
 
     # Candidates that can be measured here, with the options they would run with.
     plans: dict[str, tuple[dict[str, Any], str]] = {}  # backend -> (options, version)
@@ -519,7 +533,7 @@ def choose(
         rows = {}
         for name, (opts, version) in plans.items():
             row = finder.row(name, version, host, opts)
-            if row is not None and (not need_auc or not math.isnan(finder.reference_auc(row))):
+            if row is not None and _has_values(row, constraints):
                 rows[name] = row
         return rows
 
@@ -527,19 +541,14 @@ def choose(
     to_measure = [name for name in plans if name not in reuse] if measure != "never" else []
     measured: pd.DataFrame | None = None
     if to_measure:
-        run_names = list(to_measure)
-        if need_auc and REFERENCE_BACKEND not in run_names:
-            run_names.append(REFERENCE_BACKEND)  # the AUC baseline on the same samples, same run
-        bench_options = {name: options[name] for name in run_names if name in options}
-        measured = yukti.benchmark(model, backends=run_names, batch_sizes=[batch_size], data=data, threads=threads,
+        # every row carries the reference's AUC on its samples (reference_auc): no baseline row needed
+        bench_options = {name: options[name] for name in to_measure if name in options}
+        measured = yukti.benchmark(model, backends=to_measure, batch_sizes=[batch_size], data=data, threads=threads,
                                    options=bench_options, signal=signal, policy=policy, max_eval_samples=max_eval_samples,
-                                   store=store)
+                                   store=store, task=task)
+        measured = results.with_derived(measured)
 
     candidates: list[Candidate] = []
-    # Where the reference AUC of a row is looked up: this run's rows and the stored ones (same run first).
-    pool = stored if measured is None else pd.concat([results.conform(measured), stored], ignore_index=True)
-    ref_finder = _Finder(pool, model_hash=model_hash, batch_size=batch_size, threads=threads, dataset=dataset_label,
-                         signal=signal_name, need_signal=need_auc)
     for name in names:
         if name in fixed:
             candidates.append(fixed[name])
@@ -560,18 +569,61 @@ def choose(
             why = "no stored result for this model hash, host, backend version, options, batch size, threads and data"
             candidates.append(Candidate(name, opts, "not measured", why + " (measure='never')", backend_version=version))
             continue
-        metrics = _metrics_of(row, ref_finder.reference_auc(row))
-        column, _ = OBJECTIVES[objective]
-        n = row.get("n_samples")
-        candidates.append(Candidate(
-            name, opts, "ok", "", source, metrics, _checks(metrics, constraints), str(row.get("backend_version") or version),
-            row.get("run_id"), row.get("timestamp"), None if _isnan(n) else int(n), objective_value=metrics.get(column, float("nan")),
-        ))
+        candidates.append(_row_candidate(name, opts, row, source, version, constraints, objective))
+    return Choice(_ranked(candidates, objective), model=model.name, model_hash=model_hash, batch_size=batch_size,
+                  threads=threads, objective=objective, constraints=constraints, measure=measure, dataset=dataset_label, host=host)
 
+
+def _row_candidate(name: str, options: dict[str, Any], row: pd.Series, source: str, version: str,
+                   constraints: dict[str, float], objective: str) -> Candidate:
+    metrics = _metrics_of(row)
+    column, _ = OBJECTIVES[objective]
+    n = row.get("n_samples")
+    return Candidate(name, options, "ok", "", source, metrics, _checks(metrics, constraints), str(row.get("backend_version") or version),
+                     row.get("run_id"), row.get("timestamp"), None if _isnan(n) else int(n),
+                     objective_value=metrics.get(column, float("nan")))
+
+
+def _ranked(candidates: list[Candidate], objective: str) -> list[Candidate]:
     ranked = sorted(candidates, key=lambda c: _rank_key(c, objective))
-    ranked = [_with(c, rank=i + 1) for i, c in enumerate(ranked)]
-    return Choice(ranked, model=model.name, model_hash=model_hash, batch_size=batch_size, threads=threads,
-                  objective=objective, constraints=constraints, measure=measure, dataset=dataset_label, host=host)
+    return [_with(c, rank=i + 1) for i, c in enumerate(ranked)]
+
+
+def _limits(given: dict[str, float | None]) -> dict[str, float]:
+    unknown = set(given) - set(CONSTRAINTS)
+    if unknown:
+        raise UnknownNameError(f"unknown constraint(s) {sorted(unknown)}; constraints are {list(CONSTRAINTS)}")
+    # Every limit is a latency, rate, fraction or duration: negative is meaningless, inf means "no limit".
+    return {name: validation.non_negative_limit(name, value) for name, value in given.items() if value is not None}
+
+
+def from_results(frame: pd.DataFrame, model: str, *, batch_size: int = 1, backends: Sequence[str] | None = None,
+                 objective: str = "p99", **limits: float | None) -> Choice:
+    """Rank stored rows as they are, measuring nothing and matching no host or model hash: the
+    latest "ok" row of each backend configuration of `model` (by name) at `batch_size`. For results
+    measured elsewhere (another machine, an older model file), where `choose` reuses nothing;
+    `limits` are choose's constraint keywords."""
+    if objective not in OBJECTIVES:
+        raise UnknownNameError(f"unknown objective {objective!r}; objectives are {list(OBJECTIVES)}")
+    constraints = _limits(limits)
+    rows = results.with_derived(frame) if not frame.empty else frame
+    rows = rows[_matches(rows["status"], "ok") & _matches(rows["model"], model) & _matches(rows["batch_size"], batch_size)]
+    if backends is not None:
+        rows = rows[rows["backend"].isin(list(backends))]
+    rows = rows.assign(_when=pd.to_datetime(rows["timestamp"], utc=True, errors="coerce")).sort_values("_when", kind="stable")
+    rows = rows.drop_duplicates(["backend", "options"], keep="last")
+    candidates = [_row_candidate(str(row["backend"]), json.loads(row["options"]) if isinstance(row["options"], str) else {},
+                                 row, "stored", str(row.get("backend_version") or ""), constraints, objective)
+                  for _, row in rows.iterrows()]
+
+    def one(column: str) -> Any:
+        values = rows[column].dropna().astype(str).unique() if column in rows.columns else []
+        return values[0] if len(values) == 1 else ", ".join(sorted(values)) or "—"
+
+    threads = one("threads")
+    return Choice(_ranked(candidates, objective), model=model, model_hash=one("model_hash"), batch_size=batch_size,
+                  threads=int(threads) if str(threads).isdigit() else threads, objective=objective, constraints=constraints,
+                  measure="never", dataset=one("dataset"), host=one("host"))
 
 
 def _with(candidate: Candidate, **changes: Any) -> Candidate:
@@ -595,7 +647,7 @@ class Session:
         from yukti.engine import resolve_model
 
         allowed = set(CONSTRAINTS) | {"batch_size", "backends", "objective", "measure", "data", "threads", "options",
-                                      "signal", "policy", "max_eval_samples", "store", "stored"}
+                                      "signal", "policy", "max_eval_samples", "store", "stored", "task"}
         unknown = set(constraints) - allowed
         if unknown:
             raise UnknownNameError(f"Session got unknown keyword(s) {sorted(unknown)}; allowed are {sorted(allowed)}")

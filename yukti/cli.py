@@ -1,15 +1,20 @@
-"""The `yukti` command: backends, check, bench, zoo, datasets, results."""
+"""The `yukti` command: backends, check, bench, zoo, datasets, results.
+
+Longer than 400 lines on purpose: every subcommand's parser, its printing and the shared exit
+codes, warnings and stream handling (quiet frameworks, store warnings) live together, so that
+`yukti --help` and what each command does are read in one place."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
+import threading
 import traceback
 import warnings
 from enum import IntEnum
@@ -30,6 +35,8 @@ from yukti.validation import NON_NEGATIVE_LIMIT, POSITIVE_FINITE, POSITIVE_INT
 # Tables are wide; piped output (make bench, CI logs) must not squeeze them to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# Decided at import: without --verbose, descriptor 2 becomes a filtering pipe while a command runs.
+STDERR_IS_TERMINAL = sys.stderr.isatty()
 
 
 class ExitCode(IntEnum):
@@ -110,24 +117,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-SUMMARY_COLUMNS = [
-    ("backend", "backend"), ("batch_size", "batch"), ("latency_p50_us", "p50 µs"), ("latency_p99_us", "p99 µs"), ("latency_native_p50_us", "native p50 µs"),
-    ("throughput_per_s", "samples/s"), ("argmax_agreement", "argmax agree"), ("max_abs_diff", "max |Δ|"),
-    ("auc", "AUC"), ("eff_at_bkg_1pct", "ε_sig@1% bkg"), ("prepare_s", "prepare s"), ("status", "status"),
-]
+def _headed(*columns: str) -> list[tuple[str, str]]:
+    """(column, table header) pairs; a metric's header comes from yukti.vocabulary."""
+    from yukti import vocabulary
+
+    return [(c, vocabulary.METRICS[c].header if c in vocabulary.METRICS else {"batch_size": "batch"}.get(c, c)) for c in columns]
+
+
+SUMMARY_COLUMNS = _headed("backend", "batch_size", "latency_p50_us", "latency_p99_us", "latency_native_p50_us", "throughput_per_s",
+                          "argmax_agreement", "max_abs_diff", "max_rel_error", "resolution", "score_rel_error", "auc",
+                          "eff_at_bkg_1pct", "prepare_s", "status")
+# Columns of one task only: shown when some row has a value (a regression run has no argmax agreement).
+_TASK_COLUMNS = {"argmax_agreement", "max_rel_error", "resolution", "score_rel_error", "auc", "eff_at_bkg_1pct"}
 
 
 def results_table(frame: pd.DataFrame, title: str | Text) -> Table:
     table = Table(title=title)
-    for _, header in SUMMARY_COLUMNS:
+    shown_columns = [(c, h) for c, h in SUMMARY_COLUMNS
+                     if c not in _TASK_COLUMNS or (c in frame.columns and pd.to_numeric(frame[c], errors="coerce").notna().any())]
+    for _, header in shown_columns:
         table.add_column(header, justify="left" if header in ("backend", "status") else "right")
     for _, row in frame.iterrows():
         cells = []
-        for column, _ in SUMMARY_COLUMNS:
+        for column, _ in shown_columns:
             value = row[column]
             if column == "throughput_per_s" and isinstance(value, float) and not math.isnan(value):
                 cells.append(f"{value:,.0f}")
-            elif column == "max_abs_diff" and isinstance(value, float) and not math.isnan(value):
+            elif column in ("max_abs_diff", "max_rel_error", "resolution", "score_rel_error") and isinstance(value, float) and not math.isnan(value):
                 cells.append(f"{value:.1e}")
             elif column in ("latency_p50_us", "latency_p99_us") and isinstance(value, float) and not math.isnan(value):
                 cells.append(f"{value:,.1f}" if value >= 10 else f"{value:.2f}")
@@ -152,10 +168,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     policy = TimingPolicy(time_budget_s=args.time_budget, min_calls=args.min_calls)
     frame = benchmark(args.model, backends=backends, batch_sizes=args.batch, data=args.data, threads=args.threads,
                       signal=args.signal, policy=policy, max_eval_samples=args.eval_samples,
-                      store=not args.no_store, progress=not args.quiet and sys.stderr.isatty() or args.progress)
+                      store=not args.no_store, progress=not args.quiet and STDERR_IS_TERMINAL or args.progress,
+                      task=args.task, time_reference=args.time_reference)
     first = frame.iloc[0]
-    title = (f"{first['model']} on {first['dataset']} · {first['n_samples']} samples · signal {first['signal_class']} · "
-             f"{args.threads} thread(s) · {first['cpu']}")
+    title = (f"{first['model']} on {first['dataset']} · {first['n_samples']} samples · {first['task']} · "
+             f"signal {first['signal_class']} · {args.threads} thread(s) · {first['cpu']}")
     if args.json:
         _write(args.json, frame.to_json(orient="records", date_format="iso", indent=1, default_handler=str))
     if args.csv:
@@ -180,10 +197,8 @@ def _write(target: str, text: str) -> None:
         atomic_write_bytes(Path(target), text.encode())
 
 
-CHOICE_COLUMNS = [
-    ("latency_p50_us", "p50 µs"), ("latency_p99_us", "p99 µs"), ("throughput_per_s", "samples/s"),
-    ("accuracy_drop", "acc. drop"), ("auc_drop", "AUC drop"), ("prepare_s", "prepare s"),
-]
+CHOICE_COLUMNS = _headed("latency_p50_us", "latency_p99_us", "throughput_per_s", "accuracy_drop", "auc_drop",
+                         "max_rel_error", "prepare_s")
 
 
 def cmd_choose(args: argparse.Namespace) -> int:
@@ -194,7 +209,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
     backends = [b for part in args.backends for b in part.split(",") if b] if args.backends else None
     choice = choose(args.model, batch_size=args.batch, max_p50_us=args.max_p50_us, max_p99_us=args.max_p99_us,
                     min_throughput_per_s=args.min_throughput, max_accuracy_drop=args.max_accuracy_drop,
-                    max_auc_drop=args.max_auc_drop, max_prepare_s=args.max_prepare_s, backends=backends,
+                    max_auc_drop=args.max_auc_drop, max_prepare_s=args.max_prepare_s, max_abs_error=args.max_abs_error,
+                    max_rel_error=args.max_rel_error, max_resolution=args.max_resolution, task=args.task, backends=backends,
                     objective=args.objective, measure=args.measure, data=args.data, threads=args.threads,
                     signal=args.signal, policy=TimingPolicy(time_budget_s=args.time_budget, min_calls=args.min_calls),
                     max_eval_samples=args.eval_samples, store=not args.no_store)
@@ -241,9 +257,10 @@ def _constraint_column(name: str) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     import yukti
     from yukti.engine import resolve_model
+    from yukti.runner import Capability
 
     cls = yukti.runner_class(args.backend)
-    if not hasattr(cls, "export"):
+    if not cls.has(Capability.EXPORT):
         raise YuktiError(f"backend {args.backend!r} has no standalone export")
     model = resolve_model(args.model)
     for path in cls.export(model, args.output):
@@ -367,10 +384,21 @@ def _subcommand(sub: Any, name: str, help: str, codes: Sequence[ExitCode] = COMM
 
 
 def _add_verbose(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each backend as it is measured and stored (stderr)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log each backend as it is measured and stored, and let TensorFlow, absl and torch "
+                             "print their log lines and warnings (stderr)")
+
+
+def _add_task(parser: argparse.ArgumentParser) -> None:
+    from yukti.vocabulary import TASKS
+
+    parser.add_argument("--task", choices=TASKS, help="what the outputs mean, hence the fidelity metrics "
+                                                      "(default: declared by the model or inferred)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from yukti.chooser import OBJECTIVES
+
     parser = argparse.ArgumentParser(prog="yukti", description="Run a small network fast on every backend, measured side by side.",
                                      epilog=exit_codes_help(*ExitCode), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -389,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", nargs="+", type=POSITIVE_INT.argparse, default=[1, 1024], help="batch sizes (default: 1 1024)")
     bench.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
     bench.add_argument("--signal", help="signal class for AUC and efficiencies (name or index)")
+    _add_task(bench)
+    bench.add_argument("--time-reference", action=argparse.BooleanOptionalAction, default=None,
+                       help="time the reference backend (ONNX's Python evaluator, the accuracy baseline) too; "
+                            "default: only when -b names it")
     bench.add_argument("--threads", type=POSITIVE_INT.argparse, default=1, help="threads per backend (default: 1)")
     bench.add_argument("--time-budget", type=POSITIVE_FINITE.argparse, default=1.0, help="seconds of timed calls per backend and batch size")
     bench.add_argument("--min-calls", type=POSITIVE_INT.argparse, default=100, help="minimum timed calls per backend and batch size")
@@ -412,13 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--max-accuracy-drop", type=limit, help="1 - argmax agreement with the float reference")
     choose.add_argument("--max-auc-drop", type=limit, help="reference AUC minus the backend's (labelled data only)")
     choose.add_argument("--max-prepare-s", type=limit, help="prepare (convert/compile/load) seconds, as recorded")
-    choose.add_argument("-b", "--backends", nargs="+", help="candidate backends (default: every registered one)")
-    choose.add_argument("--objective", default="p99", choices=["p99", "p50", "throughput", "accuracy", "prepare"],
+    choose.add_argument("--max-abs-error", type=limit, help="largest |output - reference output| (any task)")
+    choose.add_argument("--max-rel-error", type=limit, help="largest relative error of a sample (regression, anomaly)")
+    choose.add_argument("--max-resolution", type=limit, help="std of output - reference output (regression, anomaly)")
+    choose.add_argument("-b", "--backends", nargs="+", help="candidate backends (default: every registered one but the reference)")
+    choose.add_argument("--objective", default="p99", choices=list(OBJECTIVES),
                         help="how candidates meeting the constraints are ranked (default: p99)")
     choose.add_argument("--measure", default="auto", choices=["auto", "never", "always"],
                         help="auto: reuse stored results, measure what is missing; never: stored only; always: re-measure")
     choose.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
     choose.add_argument("--signal", help="signal class for AUC (name or index)")
+    _add_task(choose)
     choose.add_argument("--threads", type=POSITIVE_INT.argparse, default=1, help="threads per backend (default: 1)")
     choose.add_argument("--time-budget", type=POSITIVE_FINITE.argparse, default=1.0, help="seconds of timed calls per backend when measuring")
     choose.add_argument("--min-calls", type=POSITIVE_INT.argparse, default=100, help="minimum timed calls per backend when measuring")
@@ -465,8 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else ExitCode.OK if exc.code is None else ExitCode.USAGE
     if getattr(args, "signal", None) is not None and args.signal.isdigit():
         args.signal = int(args.signal)
+    verbose = getattr(args, "verbose", False)
     try:
-        with _plain_store_warnings(), _verbose_logging(getattr(args, "verbose", False)):
+        with _quiet_frameworks(verbose), _plain_store_warnings(), _verbose_logging(verbose):
             return int(args.func(args))
     except YuktiError as exc:
         console.print(Text.assemble(("error: ", "red"), shown(str(exc))))
@@ -511,6 +548,71 @@ def _plain_store_warnings() -> Iterator[None]:
 
         warnings.showwarning = plain
         yield
+
+
+# TensorFlow's C++ logging: 3 keeps errors out too ("failed call to cuInit" on a machine without a
+# GPU); a failure that matters raises in Python anyway.
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+# absl's C++ log lines (`I0000 00:00:1796047743.393720 2561 port.cc:153] ...`) are written straight
+# to file descriptor 2 before absl is initialised, whatever TF_CPP_MIN_LOG_LEVEL says: they are
+# filtered out of the stream, with absl's note about them and TensorFlow's CPU-feature continuation.
+_NATIVE_LOG_LINE = re.compile(rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl::"
+                              rb"|To enable the following instructions: )")
+
+
+@contextlib.contextmanager
+def _filtered_stderr() -> Iterator[None]:
+    """File descriptor 2 through a pipe whose lines reach the real stderr unless they are native
+    framework log lines (_NATIVE_LOG_LINE). Python's own stderr output passes through unchanged."""
+    try:
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:  # no descriptor to spare: print everything rather than fail
+        yield
+        return
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                if not _NATIVE_LOG_LINE.match(line):
+                    os.write(original, line)
+
+    thread = threading.Thread(target=pump, name="yukti-stderr-filter", daemon=True)
+    thread.start()
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer closes: the pump drains it and ends
+        thread.join(timeout=5)
+        os.close(original)
+
+
+@contextlib.contextmanager
+def _quiet_frameworks(verbose: bool) -> Iterator[None]:
+    """Without --verbose, TensorFlow/absl log lines and the frameworks' Future/Deprecation warnings
+    are not printed. The environment is set before TensorFlow is first imported (its C++ logging
+    reads it then), and only where the user has not set it."""
+    if verbose:
+        yield
+        return
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl", "h5py", "jax")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), _filtered_stderr():
+            for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning):
+                warnings.simplefilter("ignore", category)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager

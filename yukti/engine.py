@@ -1,32 +1,40 @@
 """The measurement engine: every backend on one model, measured the same way.
 
 For each backend: prepare (timed, memory noted), run the whole evaluation set to compare with the
-reference backend and the labels, then time single calls at each batch size until both a time
-budget and a minimum call count are met. One tidy DataFrame comes back (schema: yukti.results).
+reference backend and the labels in the terms of the model's task (yukti.metrics.infer_task), then
+time single calls at each batch size until both a time budget and a minimum call count are met.
+One tidy DataFrame comes back (schema: yukti.results; derived metrics: yukti.vocabulary).
+
+The reference backend (ONNX's Python evaluator) is the baseline, not a contender: its outputs are
+computed once per model, inputs and options and kept in the artifact cache (`reference_outputs`),
+and it is timed only when asked (`time_reference=True`, or by naming it in `backends`). Untimed,
+it still has its rows (status "ok": its AUC is every row's `reference_auc`), without latencies.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import resource
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from yukti import metrics, registry, results, validation
+from yukti import curves, metrics, registry, results, validation, vocabulary
 from yukti.datasets import Dataset
 from yukti.errors import InputError, YuktiError
 from yukti.model import Model
-from yukti.runner import Runner
+from yukti.runner import Capability, Runner
 from yukti.toolchain import pin_tensorflow_threads
+from yukti.progress import Progress
 
-REFERENCE_BACKEND = "reference"
+REFERENCE_BACKEND = vocabulary.REFERENCE_BACKEND
 
 # INFO: each backend as it is measured and stored (`yukti bench --verbose` shows these on stderr).
 log = logging.getLogger(__name__)
@@ -95,6 +103,31 @@ def resolve_data(model: Model, data: Any, n_max: int) -> tuple[Dataset | None, l
     return subset, arrays
 
 
+def reference_outputs(model: Model, arrays: list[np.ndarray], options: dict[str, Any] | None = None) -> np.ndarray:
+    """The reference backend's first output on every sample of `arrays`, computed once per model
+    hash, inputs (their bytes) and reference options and kept in the artifact cache: ONNX's Python
+    evaluator costs milliseconds per sample on a small Conv2D, so a benchmark must not pay it every
+    run. A model without an ONNX form (no content hash) is evaluated each time."""
+    options = dict(options or {})
+    if not model.has_onnx:
+        return evaluate(registry.runner(REFERENCE_BACKEND, model, **options), arrays)
+    from yukti.cache import ArtifactCache
+
+    inputs = hashlib.sha256()
+    for array in arrays:
+        inputs.update(f"{array.dtype.str}{array.shape}".encode())
+        inputs.update(np.ascontiguousarray(array).tobytes())
+    parts = {"model": model.hash, "backend": REFERENCE_BACKEND, "artifact": "outputs", "inputs": inputs.hexdigest(),
+             "options": options, "version": registry.backend_info(REFERENCE_BACKEND).version}
+    name = "outputs.npy"
+
+    def build(folder: Any) -> None:
+        np.save(folder / name, evaluate(registry.runner(REFERENCE_BACKEND, model, **options), arrays), allow_pickle=False)
+
+    entry = ArtifactCache().get_or_build(parts, build, files=(name,), validate=lambda folder: np.load(folder / name, allow_pickle=False))
+    return np.load(entry.path / name, allow_pickle=False)
+
+
 def _batches(arrays: list[np.ndarray], size: int) -> Iterable[list[np.ndarray]]:
     for start in range(0, len(arrays[0]), size):
         yield [a[start:start + size] for a in arrays]
@@ -156,10 +189,9 @@ def _peak_rss_mb() -> float:
 
 
 def _options_for(cls: type[Runner], threads: int, extra: dict[str, Any]) -> dict[str, Any]:
-    options = dict(extra)
-    if "threads" in cls.default_options:
-        options.setdefault("threads", threads)
-    return options
+    """What `prepare` is called with: the reuse key (`Runner.resolve_options`, the one the chooser
+    looks up) plus the common options (check_finite) `extra` sets."""
+    return {**cls.resolve_options(extra, threads=threads), **{k: v for k, v in extra.items() if k in cls.common_options}}
 
 
 def benchmark(
@@ -174,14 +206,23 @@ def benchmark(
     policy: TimingPolicy | None = None,
     max_eval_samples: int = 20_000,
     store: bool | str = True,
-    progress: bool = False,
+    progress: bool | Callable[[float, str], None] = False,
+    task: str | None = None,
+    time_reference: bool | None = None,
 ) -> pd.DataFrame:
     """Measure `model` on `backends` (default: every registered one) and return the results.
 
     Unavailable or unsupporting backends get a row with `status` and the reason; a backend that
     fails is recorded as `status="error"` and does not stop the others. With `store` (True: the
     default store, or a folder), the run's file is rewritten after each backend, so a run killed
-    midway keeps every backend that finished.
+    midway keeps every backend that finished; so is its curves file (yukti.curves: what the
+    dashboard's Fidelity page draws). `progress`: a progress bar, or a function called with the
+    fraction done and what is being measured.
+
+    `task` ("classification", "regression", "anomaly"; default: declared by the model or inferred,
+    yukti.metrics.infer_task) chooses the fidelity and physics metrics. `time_reference`: time the
+    reference backend too (default: only when `backends` names it); untimed, its rows carry its
+    accuracy numbers and no latencies.
     """
     threads = validation.positive_int("threads", threads)
     max_eval_samples = validation.positive_int("max_eval_samples", max_eval_samples)
@@ -193,6 +234,9 @@ def benchmark(
     if policy is not None and not isinstance(policy, TimingPolicy):
         raise InputError(f"policy must be a yukti.TimingPolicy; got {type(policy).__name__}")
     model = resolve_model(model, threads=threads)
+    task = metrics.check_task(task) if task is not None else metrics.infer_task(model)
+    if time_reference is None:
+        time_reference = bool(backends) and REFERENCE_BACKEND in backends
     policy = policy or TimingPolicy()
     options = options or {}
     names = list(backends) if backends else registry.names()
@@ -210,34 +254,86 @@ def benchmark(
         "run_id": run_id, "model": model.name, "model_hash": model.hash if model.has_onnx else None,
         "threads": threads, "dataset": dataset.label if dataset else "random inputs",
         "dataset_synthetic": bool(dataset.synthetic) if dataset else True, "n_samples": len(eval_arrays[0]),
-        "signal_class": dataset.signal_name if dataset else None,
+        "signal_class": dataset.signal_name if dataset else None, "task": task,
         "timestamp": pd.Timestamp.now(tz="UTC"), **env,
     }
 
     run_file = results.new_run_path(None if store is True else store) if store else None
-    progress_bar = _Progress(progress, total=len(names) * (1 + len(batch_sizes)) + 1)
+    progress_bar = Progress(progress, total=len(names) * (1 + len(batch_sizes)) + 1)
     rows: list[dict[str, Any]] = []
     with progress_bar:
         progress_bar.step(f"reference outputs ({REFERENCE_BACKEND})")
-        reference_out = evaluate(registry.runner(REFERENCE_BACKEND, model, **options.get(REFERENCE_BACKEND, {})), eval_arrays)
+        baseline = _Baseline(task, eval_arrays, reference_outputs(model, eval_arrays, options.get(REFERENCE_BACKEND)), dataset)
+        common["reference_auc"] = baseline.quality.get("auc")
         for name in names:
-            rows.extend(_measure_backend(name, model, batch_sizes, threads, options.get(name, {}), policy,
-                                         eval_arrays, reference_out, dataset, progress_bar))
+            if name == REFERENCE_BACKEND and not time_reference:
+                progress_bar.skip(1 + len(batch_sizes))
+                rows.extend(_untimed_reference(batch_sizes, options.get(name, {}), baseline))
+            else:
+                rows.extend(_measure_backend(name, model, batch_sizes, threads, options.get(name, {}), policy,
+                                             baseline, progress_bar))
             log.info("measured %s (run %s)", name, run_id)
             if run_file is not None:
                 # The whole run so far, atomically: a kill loses at most the backend in flight.
                 results.write_run(_run_frame(common, rows), run_file)
+                curves.store(baseline.curves, run_file, run_id=run_id, model=model.name)
                 log.info("stored %s (run %s, %d rows) in %s", name, run_id, len(rows), run_file)
-    return _run_frame(common, rows)
+    return results.with_derived(_run_frame(common, rows))
 
 
 def _run_frame(common: dict[str, Any], rows: list[dict[str, Any]]) -> pd.DataFrame:
     return results.conform(pd.DataFrame([{**common, **row} for row in rows]))
 
 
+@dataclass
+class _Baseline:
+    """What every backend is compared with: the evaluation inputs, the reference's outputs on them,
+    the labelled data (or None) and the model's task."""
+
+    task: str
+    arrays: list[np.ndarray]
+    outputs: np.ndarray
+    dataset: Dataset | None
+    curves: list[pd.DataFrame] = field(default_factory=list)  # per backend, as yukti.curves stores them
+
+    def __post_init__(self) -> None:
+        try:
+            self.quality = self.compare(self.outputs)
+        except ValueError as exc:  # e.g. task "anomaly" on a model whose outputs are not shaped like its inputs
+            raise InputError(f"the {self.task} metrics do not fit this model: {exc}") from None
+
+    def compare(self, outputs: np.ndarray) -> dict[str, Any]:
+        """Fidelity to the reference and physics metrics of `outputs`, in the task's terms."""
+        inputs = self.arrays[0] if self.task == vocabulary.ANOMALY else None
+        quality: dict[str, Any] = dict(metrics.fidelity(outputs, self.outputs, self.task, inputs=inputs))
+        if self.dataset is not None and self.dataset.y is not None:
+            quality.update(metrics.physics(outputs, self.dataset.y, self.dataset.signal_class, task=self.task, inputs=inputs))
+        return quality
+
+    def keep_curves(self, backend: str, options: dict[str, Any], outputs: np.ndarray) -> None:
+        """Keep the curves of `outputs` for the store; failing here loses the curves, never the backend."""
+        labelled = self.dataset is not None and self.dataset.y is not None
+        try:
+            self.curves.append(curves.of_backend(
+                backend, options, self.task, outputs, self.outputs, labels=self.dataset.y if labelled else None,
+                signal_class=self.dataset.signal_class if labelled else None,
+                inputs=self.arrays[0] if self.task == vocabulary.ANOMALY else None))
+        except Exception:  # noqa: BLE001 - a convenience for the dashboard, not a measurement
+            log.warning("no fidelity curves for %s", backend, exc_info=True)
+
+
+def _untimed_reference(batch_sizes: list[int], extra: dict[str, Any], baseline: _Baseline) -> list[dict[str, Any]]:
+    """The reference's rows when it is not timed: its accuracy numbers, no latencies."""
+    info = registry.backend_info(REFERENCE_BACKEND)
+    options = {**registry.runner_class(REFERENCE_BACKEND).default_options, **extra}
+    base = {"backend": REFERENCE_BACKEND, "backend_version": info.version, "options": options, "device": "cpu",
+            **baseline.quality, "status": "ok", "error": None}
+    baseline.keep_curves(REFERENCE_BACKEND, options, baseline.outputs)
+    return [{**base, "batch_size": b} for b in batch_sizes]
+
+
 def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: int, extra: dict[str, Any],
-                     policy: TimingPolicy, eval_arrays: list[np.ndarray], reference_out: np.ndarray,
-                     dataset: Dataset | None, progress: "_Progress") -> list[dict[str, Any]]:
+                     policy: TimingPolicy, baseline: _Baseline, progress: "Progress") -> list[dict[str, Any]]:
     info = registry.backend_info(name)
     if not info.available:
         base = {"backend": name, "options": dict(extra), "device": extra.get("device", "cpu")}
@@ -262,57 +358,26 @@ def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: i
                    "rss_prepare_mb": _rss_mb() - rss_before}
         if "threads_effective" in runner.info:  # e.g. TensorFlow's pools, fixed when it started
             quality["threads"] = int(runner.info["threads_effective"])
-        outputs = evaluate(runner, eval_arrays)
-        quality.update(metrics.fidelity(outputs, reference_out))
-        if dataset is not None and dataset.y is not None:
-            quality.update(metrics.physics(outputs, dataset.y, dataset.signal_class))
+        # the reference's outputs on these inputs are the baseline's (cached): no second slow pass
+        outputs = baseline.outputs if name == REFERENCE_BACKEND else evaluate(runner, baseline.arrays)
+        quality.update(baseline.compare(outputs))
+        baseline.keep_curves(name, base["options"], outputs)
     except Exception as exc:  # one failing backend must not lose the others' results
         progress.skip(len(batch_sizes))
         return skipped("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
     rows = []
     for batch in batch_sizes:
         progress.step(f"{name}: batch {batch}")
-        inputs = batch_of(eval_arrays, batch)
+        inputs = batch_of(baseline.arrays, batch)
         try:
             call_ns = time_calls(runner, inputs, policy)
             timing = metrics.latency_stats(call_ns, batch)
-            native = getattr(runner, "time_native", None)
-            if callable(native):
+            if cls.has(Capability.NATIVE_TIMING):
                 # about half the Python loop's budget again, spent natively (at least 1000 calls)
                 n_native = int(np.clip(policy.time_budget_s * 1e9 / 2 / max(float(np.median(call_ns)), 1.0), 1000, 10**6))
-                timing["latency_native_p50_us"] = float(np.median(native(inputs, n_native))) / 1e3
+                timing["latency_native_p50_us"] = float(np.median(runner.time_native(inputs, n_native))) / 1e3
             rows.append({**base, **quality, **timing, "batch_size": batch, "status": "ok", "error": None,
                          "peak_rss_mb": _peak_rss_mb()})
         except Exception as exc:
             rows.append({**base, **quality, "batch_size": batch, "status": "error", "error": f"{type(exc).__name__}: {exc}"})
     return rows
-
-
-class _Progress:
-    """A rich progress bar when asked for; silent otherwise."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self._bar = None
-
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(TextColumn("{task.description:<32}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                 TimeElapsedColumn(), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("starting", total=self.total)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def step(self, description: str) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=description)
-
-    def skip(self, n: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=n)

@@ -3,26 +3,32 @@
 A `Model` carries the canonical ONNX bytes (the common currency of every backend), a content
 hash used as the cache key, the input/output specs with a free batch dimension, and the original
 framework object (torch module, Keras model) for backends that would rather start from it.
+
+About 400 lines: the Model and the three loaders that make one (ONNX, torch export, Keras), which
+share the checks a loaded model must pass; input conversion lives in yukti/inputs.py and external
+data in yukti/external_data.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
-import numbers
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import onnx
 
 from yukti import limits
 from yukti.errors import InputError, ModelLoadError, UnsupportedModelError
+from yukti.external_data import external_tensors, inline_external_data
+# The conversions validate_inputs applies (names kept importable from here for existing callers).
+from yukti.inputs import (_all_finite, _is_nested_numbers, _non_finite_error, _to_dtype,  # noqa: F401
+                          _to_numpy)
 
 if TYPE_CHECKING:  # pragma: no cover
     from yukti.datasets import Dataset
@@ -77,6 +83,8 @@ class Model:
     keras_model: Any = None
     data: "Dataset | None" = None  # evaluation data matched to the model's preprocessing (zoo models)
     meta: dict[str, Any] = field(default_factory=dict)
+    # "classification" | "regression" | "anomaly" (yukti.vocabulary.TASKS); None: inferred by yukti.metrics.infer_task
+    task: str | None = None
     _onnx_bytes: bytes | None = field(default=None, repr=False)
     _onnx_error: str | None = field(default=None, repr=False)
     _hash: str | None = field(default=None, repr=False)
@@ -215,176 +223,6 @@ class Model:
         return arrays
 
 
-def _all_finite(array: np.ndarray) -> bool:
-    flat = array.reshape(-1)
-    # A dot product is NaN/inf if any element is; it is the cheapest reduction numpy offers
-    # (2 us at batch 1 here against 5 us for isfinite().all()). Overflow of huge finite values
-    # only sends us to the exact check.
-    if math.isfinite(float(np.dot(flat, flat))):
-        return True
-    return bool(np.isfinite(flat).all())
-
-
-def _non_finite_error(spec: TensorSpec, array: np.ndarray) -> InputError:
-    """The InputError for a NaN/inf in `array` (a plain float ndarray), naming the first one."""
-    bad = np.argwhere(~np.isfinite(array))
-    where = f" ({array[tuple(bad[0])]}) at index {tuple(int(i) for i in bad[0])}" if len(bad) else ""
-    return InputError(
-        f"input {spec.describe()} holds a non-finite value{where}; "
-        "expected finite numbers (pass check_finite=False to the runner to let NaN/inf through)"
-    )
-
-
-def _is_nested_numbers(value: list | tuple) -> bool:
-    """True when a list/tuple reads as one array of numbers (`[[0.1, 0.2], [0.3, 0.4]]`) rather
-    than as a sequence of inputs (`[x1, x2]`): every element is a number or a list/tuple itself."""
-    return all(isinstance(item, (list, tuple, numbers.Number, np.bool_)) for item in value)
-
-
-def _masked_error(spec: TensorSpec) -> InputError:
-    # Refused, not filled: a network has no notion of "masked", and any fill value (0, the mean,
-    # the data under the mask) is a modelling choice that only the caller can make.
-    return InputError(
-        f"input {spec.describe()} got a numpy masked array; a network cannot skip masked entries and Yukti "
-        "does not guess what they should be. Fill them explicitly: x.filled(0.0) (or another value), or "
-        "np.ma.getdata(x) to use the data under the mask as it is"
-    )
-
-
-def _to_numpy(value: Any, spec: TensorSpec) -> np.ndarray:
-    """`value` as a plain numpy array of whatever dtype it holds (`_to_dtype` decides whether that
-    converts); refuses what is no array at all."""
-    if type(value) is np.ndarray:
-        return value
-    if isinstance(value, np.ma.MaskedArray):
-        raise _masked_error(spec)
-    if isinstance(value, np.ndarray):
-        # np.matrix, np.memmap, user subclasses: their operators differ (np.matrix's dot broke the
-        # finite check), so a plain view of the same memory is checked and run.
-        return np.asarray(value)
-    module = type(value).__module__
-    if module.startswith("torch") and hasattr(value, "detach"):
-        return _torch_to_numpy(value, spec)
-    if module.startswith(("tensorflow", "keras")) and hasattr(value, "numpy"):
-        try:
-            return np.asarray(value.numpy())
-        except Exception as exc:  # symbolic tensors, tensors on a device TensorFlow cannot copy from
-            raise InputError(f"input {spec.describe()} got a {type(value).__name__} that does not convert to numpy: {exc}") from None
-    if value is None:
-        raise InputError(f"input {spec.describe()} expects an array; got None")
-    if isinstance(value, (str, bytes, bytearray)):
-        raise InputError(f"input {spec.describe()} expects a numeric array; got a {type(value).__name__} ({str(value)[:40]!r})")
-    if isinstance(value, (list, tuple)):
-        return _nested_to_numpy(value, spec)
-    try:
-        array = np.asarray(value)
-    except Exception as exc:
-        raise InputError(f"input {spec.describe()} expects an array; could not convert {type(value).__name__}: {exc}") from None
-    if array.dtype == object:
-        raise InputError(f"input {spec.describe()} expects a numeric array; got a {type(value).__name__}, which numpy reads as Python objects")
-    return array
-
-
-def _nested_to_numpy(value: list | tuple, spec: TensorSpec) -> np.ndarray:
-    """A nested list of numbers as `np.asarray` reads it, its Python floats rounded to the input's
-    float dtype (see `Model.validate_inputs`)."""
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError) as exc:  # ragged rows, too deep a nesting
-        raise InputError(
-            f"input {spec.describe()} got a nested list that is not one rectangular array of numbers "
-            f"(rows of different lengths?): {exc}"
-        ) from None
-    if array.dtype.kind in "OUSV":
-        raise InputError(
-            f"input {spec.describe()} expects a nested list of numbers; got one holding non-numbers "
-            f"(None, strings, mixed types or integers beyond 64 bits: numpy reads it as dtype {array.dtype})"
-        )
-    want = spec.dtype
-    if array.dtype == np.float64 and want.kind == "f" and want.itemsize < array.dtype.itemsize:
-        # A Python float is a decimal literal that binary floats of any width rarely hold exactly
-        # ([[0.1] * 16]), so the exactness rule for arrays would refuse nearly every list.
-        with np.errstate(over="ignore"):
-            rounded = array.astype(want)
-        overflow = np.argwhere(np.isfinite(array) & ~np.isfinite(rounded))
-        if len(overflow):
-            index = tuple(int(i) for i in overflow[0])
-            raise InputError(f"input {spec.describe()} got {array[index]} at index {index}, outside the range of {want.name}")
-        return rounded
-    return array
-
-
-def _torch_to_numpy(tensor: Any, spec: TensorSpec) -> np.ndarray:
-    import torch
-
-    try:
-        tensor = tensor.detach()
-        if tensor.layout != torch.strided:
-            raise InputError(f"input {spec.describe()} got a {tensor.layout} torch tensor; pass a dense one (tensor.to_dense())")
-        if tensor.is_quantized:
-            raise InputError(f"input {spec.describe()} got a quantized torch tensor ({tensor.dtype}); pass tensor.dequantize()")
-        if tensor.is_floating_point() and tensor.element_size() < 4 and tensor.dtype != torch.float16:
-            # bfloat16 and the float8 types have no numpy dtype; float32 holds each of their values exactly
-            tensor = tensor.to(torch.float32)
-        return tensor.cpu().resolve_conj().resolve_neg().numpy()
-    except InputError:
-        raise
-    except Exception as exc:  # a dtype numpy lacks, a meta tensor, a device without a copy to host
-        raise InputError(
-            f"input {spec.describe()} got a torch tensor of dtype {tensor.dtype} on {tensor.device} that does not "
-            f"convert to numpy: {exc}"
-        ) from None
-
-
-def _is_numeric(dtype: np.dtype) -> bool:
-    # ml_dtypes (bfloat16, float8_*, int4...) register their types as kind "V" (one float8 as "f")
-    return dtype.kind in "biuf" or dtype.type.__module__ == "ml_dtypes"
-
-
-def _why_not_numeric(dtype: np.dtype, want: np.dtype) -> str:
-    kind = dtype.kind
-    if kind == "c":
-        return f"complex numbers have no {want.name} counterpart; pass x.real if the imaginary parts are not needed"
-    if kind == "O":
-        return f"dtype object holds arbitrary Python objects; if they are numbers, convert with x.astype(np.{want.name})"
-    if kind in "US":
-        return "strings are not numbers; parse them first"
-    if kind == "M":
-        return "datetime64 values are dates, not numbers; convert them, e.g. (x - x.min()) / np.timedelta64(1, 's')"
-    if kind == "m":
-        return "timedelta64 values carry a unit; convert them to numbers, e.g. x / np.timedelta64(1, 's')"
-    if dtype.names:
-        return ("a structured array holds named fields; pass one field (x['name']) or "
-                "numpy.lib.recfunctions.structured_to_unstructured(x)")
-    return "raw bytes (a void dtype) are not numbers"
-
-
-def _to_dtype(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    want = spec.dtype
-    if array.dtype == want:
-        return array
-    if not _is_numeric(array.dtype):
-        raise InputError(
-            f"input {spec.describe()} expects a numeric array of dtype {want.name}; got dtype {array.dtype}, which does not "
-            f"convert: {_why_not_numeric(array.dtype, want)}"
-        )
-    if np.can_cast(array.dtype, want, casting="safe"):  # widening; byte order; bfloat16 -> float32
-        return array.astype(want)
-    try:
-        # Exact narrowing (float64 values that are float32 numbers, small integers) changes nothing.
-        with np.errstate(invalid="ignore", over="ignore"):  # thread-local, unlike warnings filters
-            converted = array.astype(want)
-            exact = np.array_equal(converted.astype(array.dtype), array, equal_nan=array.dtype.kind not in "biu")
-    except (TypeError, ValueError):  # a cast ml_dtypes does not define
-        exact = False
-    if exact:
-        return converted
-    raise InputError(
-        f"input {spec.describe()} expects dtype {want.name}; got {array.dtype} values that {want.name} cannot hold exactly. "
-        f"Convert explicitly (x.astype(np.{want.name})) if the rounding is acceptable"
-    )
-
-
 # -- loading ---------------------------------------------------------------------------------------
 
 
@@ -396,9 +234,19 @@ def load(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     opset: int = DEFAULT_OPSET,
+    task: str | None = None,
 ) -> Model:
     """Load a trained network: an ONNX path/bytes/ModelProto, a torch.nn.Module plus an example
-    input, or a Keras model."""
+    input, or a Keras model. `task` ("classification", "regression" or "anomaly") says which
+    fidelity and physics metrics apply; without it Yukti infers it (yukti.metrics.infer_task)."""
+    if task is not None:
+        from yukti.vocabulary import TASKS
+
+        if task not in TASKS:
+            raise InputError(f"task must be one of {sorted(TASKS)}; got {task!r}")
+        model = load(source, example_input, name=name, input_names=input_names, output_names=output_names, opset=opset)
+        model.task = task
+        return model
     if isinstance(source, Model):
         return source
     if isinstance(source, (str, os.PathLike)):
@@ -435,9 +283,9 @@ def from_onnx(data: bytes, *, name: str = "model", origin: str = "bytes", base_d
         raise ModelLoadError(f"{what} is not a valid ONNX model (expected a serialized onnx.ModelProto): {exc}") from None
     if not proto.graph.node or not proto.graph.output:
         raise ModelLoadError(f"{what} is not a usable ONNX model (expected a graph with nodes and outputs; the file may be truncated or not ONNX)")
-    external = _external_tensors(proto)
+    external = external_tensors(proto)
     if external:
-        _inline_external_data(proto, external, base_dir, what, len(data))
+        inline_external_data(proto, external, base_dir, what, len(data))
     try:
         onnx.checker.check_model(proto)
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
@@ -455,110 +303,6 @@ def from_onnx(data: bytes, *, name: str = "model", origin: str = "bytes", base_d
             raise ModelLoadError(f"{what}: tensor {spec.name!r} has no shape; Yukti needs a batch dimension on every input and output")
     canonical = proto.SerializeToString(deterministic=True)
     return Model(name=name, inputs=inputs, outputs=outputs, source="onnx", _onnx_bytes=canonical, meta={"origin": origin}, **extra)
-
-
-def _external_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
-    """Every tensor of the model whose data lives in an external file: initializers (sparse ones
-    too) and attribute tensors, in the main graph, its subgraphs and the model's functions."""
-    found: list[onnx.TensorProto] = []
-
-    def from_nodes(nodes: Sequence[onnx.NodeProto]) -> None:
-        for node in nodes:
-            for attribute in node.attribute:
-                tensors = [attribute.t, *attribute.tensors]
-                for sparse in [attribute.sparse_tensor, *attribute.sparse_tensors]:
-                    tensors += [sparse.values, sparse.indices]
-                found.extend(t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL)
-                for graph in [attribute.g, *attribute.graphs]:
-                    from_graph(graph)
-
-    def from_graph(graph: onnx.GraphProto) -> None:
-        tensors = [*graph.initializer, *(t for s in graph.sparse_initializer for t in (s.values, s.indices))]
-        found.extend(t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL)
-        from_nodes(graph.node)
-
-    from_graph(proto.graph)
-    for function in proto.functions:
-        from_nodes(function.node)
-    return found
-
-
-def _inline_external_data(proto: onnx.ModelProto, tensors: list[onnx.TensorProto], base_dir: str | os.PathLike | None,
-                          what: str, model_bytes: int) -> None:
-    """Read each external tensor's data from `base_dir` into the tensor (checked before reading:
-    the location stays inside the folder, the range inside the file, the whole model under 2 GB)."""
-    from onnx.external_data_helper import ExternalDataInfo
-
-    first = tensors[0]
-    location = next((entry.value for entry in first.external_data if entry.key == "location"), "")
-    if base_dir is None:
-        raise ModelLoadError(
-            f"{what} keeps tensor {first.name!r}{f' (and {len(tensors) - 1} more)' if len(tensors) > 1 else ''} in external "
-            f"data ({location!r}) and there is "
-            "no folder to read it from: load the model from its file, yukti.load('path/model.onnx'), so that the data "
-            "is read from beside it, or pass onnx.load('path/model.onnx') (which reads the data in)")
-    folder = os.path.realpath(base_dir)
-    total = model_bytes
-    reads = []  # (tensor, location, resolved file, offset, length), all checked before any is read
-    for tensor in tensors:
-        try:
-            info = ExternalDataInfo(tensor)
-        except ValueError as exc:  # a negative offset or length
-            raise ModelLoadError(f"{what}: tensor {tensor.name!r} has unusable external data fields: {exc}") from None
-        where = f"{what}: tensor {tensor.name!r} stores its data at {info.location!r}"
-        parts = info.location.replace("\\", "/").split("/")
-        if not info.location or os.path.isabs(info.location) or parts[0] == "" or ".." in parts or ":" in parts[0]:
-            raise ModelLoadError(f"{where}; an external data location must be a relative path inside the model's folder "
-                                 f"{str(base_dir)!r} (no absolute path, no '..')")
-        try:
-            target = os.path.realpath(os.path.join(folder, info.location))
-            inside = os.path.commonpath([folder, target]) == folder
-            size = os.path.getsize(target) if inside and os.path.isfile(target) else None
-        except (OSError, ValueError) as exc:  # a NUL in the name, a path too long
-            raise ModelLoadError(f"{where}, which cannot be opened: {exc}") from None
-        if not inside:
-            raise ModelLoadError(f"{where}, which resolves to {target}, outside the model's folder {folder} (a symlink?); refused")
-        if size is None:
-            raise ModelLoadError(f"{where}: no such file in the model's folder {folder}")
-        offset = info.offset or 0
-        length = info.length if info.length is not None else max(size - offset, 0)
-        if offset + length > size:
-            raise ModelLoadError(f"{where}: bytes {offset}..{offset + length} lie past the end of the {size}-byte file (truncated?)")
-        expected = _raw_bytes(tensor)
-        if expected is not None and length != expected:
-            raise ModelLoadError(f"{where}: {length} bytes, where its shape {list(tensor.dims)} needs {expected}")
-        total += length
-        reads.append((tensor, info.location, target, offset, length))
-        if total >= onnx.checker.MAXIMUM_PROTOBUF:
-            raise ModelLoadError(
-                f"{what} with its external data holds more than {onnx.checker.MAXIMUM_PROTOBUF} bytes, protobuf's limit for one "
-                "ONNX message; Yukti hashes and hands models around as one message, so it cannot take a model this large")
-    for tensor, location, target, offset, length in reads:
-        # Read here rather than by onnx.external_data_helper, which refuses every symlink, even one
-        # inside the folder; the resolved path was checked above.
-        try:
-            with open(target, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read(length)
-        except OSError as exc:
-            raise ModelLoadError(f"{what}: could not read external data of tensor {tensor.name!r} from {location!r}: {exc}") from None
-        if len(data) != length:  # the file shrank since it was measured
-            raise ModelLoadError(f"{what}: external data of tensor {tensor.name!r} at {location!r} ended after {len(data)} of {length} bytes")
-        tensor.raw_data = data
-        tensor.data_location = onnx.TensorProto.DEFAULT
-        del tensor.external_data[:]
-
-
-def _raw_bytes(tensor: onnx.TensorProto) -> int | None:
-    """Bytes of the tensor's raw data by its shape and type; None for types this does not size
-    (strings, ml_dtypes' 4-bit types that pack two values per byte): the checker judges those."""
-    try:
-        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type))
-    except (KeyError, TypeError, ValueError):
-        return None
-    if dtype.kind not in "biufc" or dtype.type.__module__ != "numpy":
-        return None
-    return math.prod(tensor.dims) * dtype.itemsize
 
 
 def _is_torch_module(obj: Any) -> bool:

@@ -8,7 +8,8 @@ and pandas/pyarrow read it directly, as the dashboard and asv loader do.
 A benchmark rewrites its own run's file (atomically) after each backend, so a killed run keeps every
 backend that finished. Reading degrades instead of failing: a file that is not a readable results
 file is skipped with a StoreWarning naming it, and temp files left by a writer killed mid-store are
-recovered (complete) or removed (incomplete) once older than STALE_TMP_AGE_S.
+recovered (complete) or removed (incomplete) once older than STALE_TMP_AGE_S. A run's fidelity
+curves live in a side file next to it (yukti.curves); reading ignores those by name.
 """
 
 from __future__ import annotations
@@ -25,20 +26,27 @@ from pathlib import Path
 
 import pandas as pd
 
+from yukti import curves, vocabulary
 from yukti.cache import atomic_write_bytes
 
-# One row per model x backend x batch size. Units are in the column names. Columns may be added;
-# renaming one needs a migration in `load`.
+# One row per model x backend x batch size. Units are in the column names; each metric's meaning,
+# unit and direction is in yukti.vocabulary. Columns may be added; renaming one needs an alias
+# there (`Metric.aliases`), which `load` and `from_asv` read as the new name.
 COLUMNS = [
     "run_id", "model", "model_hash", "backend", "backend_version", "options", "status", "error",
     "batch_size", "threads", "device",
     "latency_p50_us", "latency_p90_us", "latency_p99_us", "latency_mean_us", "latency_std_us", "latency_native_p50_us",
     "n_calls", "throughput_per_s",
     "max_abs_diff", "mean_abs_diff", "argmax_agreement", "auc", "eff_at_bkg_1pct", "eff_at_bkg_10pct", "signal_class",
+    "task", "reference_auc", "max_rel_error", "mean_rel_error", "resolution", "score_rel_error",
     "prepare_s", "artifact_bytes", "peak_rss_mb", "rss_prepare_mb",
     "dataset", "dataset_synthetic", "n_samples",
     "git_commit", "timestamp", "host", "cpu", "cpu_cores", "python", "platform", "packages",
 ]
+
+
+# Metrics computed when a frame is read (yukti.vocabulary), after the schema's columns and any extras.
+DERIVED_COLUMNS = [c for c, m in vocabulary.METRICS.items() if m.derive is not None and c not in COLUMNS]
 
 
 def default_store() -> Path:
@@ -59,6 +67,12 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
         frame[column] = frame[column].map(_as_json)
     extras = [c for c in frame.columns if c not in COLUMNS]
     return frame[COLUMNS + extras]
+
+
+def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with old metric names migrated and the derived metrics (accuracy drop, AUC drop, ...)
+    filled in, by yukti.vocabulary.derive (rows of one run share their reference's AUC)."""
+    return vocabulary.derive(frame)
 
 
 def _as_json(value: object) -> object:
@@ -118,7 +132,8 @@ class StoreContents:
 
 
 def load(store: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Every stored row, oldest run first (an empty frame with the schema when there are none).
+    """Every stored row, oldest run first (an empty frame with the schema when there are none),
+    with the derived metrics (`with_derived`).
 
     Files that cannot be read as results are skipped with a StoreWarning naming each (`read_store`
     lists them); stale leftovers of killed writers are recovered or removed first."""
@@ -135,11 +150,11 @@ def read_store(store: str | os.PathLike | None = None, *, warn: bool = True,
     when it holds a complete results file (a writer killed between writing and renaming), and deleted
     otherwise; younger ones are left alone. A store that cannot be written keeps its leftovers."""
     folder = Path(store) if store is not None else default_store()
-    empty = conform(pd.DataFrame(columns=COLUMNS))
+    empty = with_derived(conform(pd.DataFrame(columns=COLUMNS)))
     if not folder.is_dir():
         return StoreContents(empty, (), (), (), ())
     recovered, removed, already_read = _tidy(folder, stale_tmp_age_s)
-    files = sorted(folder.glob("*.parquet"))
+    files = sorted(p for p in folder.glob("*.parquet") if not curves.is_curves_file(p))  # a run's curves: yukti.curves
     frames, read, skipped = [], [], []
     for path in files:
         frame, reason = already_read[path] if path in already_read else _read_results_file(path)
@@ -159,7 +174,7 @@ def read_store(store: str | os.PathLike | None = None, *, warn: bool = True,
     if not frames:
         frame = empty
     else:  # concatenating all-NA columns of empty frames would change dtypes for nothing
-        frame = conform(pd.concat(filled, ignore_index=True) if filled else frames[0])
+        frame = with_derived(conform(pd.concat(filled, ignore_index=True) if filled else frames[0]))
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return StoreContents(frame, tuple(read), tuple(skipped), tuple(recovered), tuple(removed))
 
@@ -213,7 +228,8 @@ def _tidy(folder: Path, stale_tmp_age_s: float) -> tuple[list[Path], list[Skippe
         try:
             if now - leftover.stat().st_mtime < stale_tmp_age_s:
                 continue  # possibly a writer between its write and its rename
-            frame, reason = _read_results_file(leftover)
+            read = curves.read_file if curves.is_curves_file(match["name"]) else _read_results_file
+            frame, reason = read(leftover)
             if frame is None:
                 leftover.unlink()
                 removed.append(SkippedFile(leftover, reason))
@@ -250,18 +266,13 @@ ASV_COLUMNS = ["commit_hash", "commit_date", "asv_env", "asv_machine"]
 def _asv_metric(function: str, value: float | None) -> dict[str, float | None]:
     """Schema columns for one asv benchmark value, named after the benchmark function.
 
-    `track_<column>` carries a schema column as it is (latency_p50_us, throughput_per_s, ...);
-    the suite tracks losses where asv needs lower-is-better, and the scores are derived back:
-    `argmax_disagreement` -> argmax_agreement, `auc_loss` -> auc. `time_<name>` (seconds per
-    call) becomes `time_<name>_us`; `peakmem_<name>`/`mem_<name>` (bytes) become `..._mb`."""
+    `track_<column>` carries a metric column as it is (latency_p50_us, accuracy_drop, ...; an old
+    name such as `argmax_disagreement` is migrated by yukti.vocabulary, and scores tracked as
+    losses are derived back there). `time_<name>` (seconds per call) becomes `time_<name>_us`;
+    `peakmem_<name>`/`mem_<name>` (bytes) become `..._mb`."""
     kind, _, name = function.partition("_")
     if kind == "track":
-        out: dict[str, float | None] = {name: value}
-        if name == "argmax_disagreement":
-            out["argmax_agreement"] = None if value is None else 1.0 - value
-        elif name == "auc_loss":
-            out["auc"] = None if value is None else 1.0 - value
-        return out
+        return {name: value}
     if kind == "time":
         return {f"time_{name}_us": None if value is None else value * 1e6}
     if kind in ("peakmem", "mem"):
@@ -285,7 +296,7 @@ def from_asv(results_dir: str | os.PathLike, *, machine: str | None = None) -> p
     from types import SimpleNamespace
 
     folder = Path(results_dir)
-    empty = conform(pd.DataFrame(columns=COLUMNS + ASV_COLUMNS))
+    empty = with_derived(conform(pd.DataFrame(columns=COLUMNS + ASV_COLUMNS)))
     if not (folder / "benchmarks.json").is_file():
         return empty
     from asv import util as asv_util
@@ -369,7 +380,7 @@ def from_asv(results_dir: str | os.PathLike, *, machine: str | None = None) -> p
         row["status"] = "error" if failed else "ok"
         row["error"] = f"asv benchmark(s) failed: {', '.join(sorted(set(failed)))}" if failed else None
         records.append(row)
-    frame = conform(pd.DataFrame(records))
+    frame = with_derived(conform(pd.DataFrame(records)))
     for column in ASV_COLUMNS:
         if column not in frame.columns:
             frame[column] = pd.NA

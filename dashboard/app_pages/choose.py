@@ -19,28 +19,28 @@ with left:
 with middle:
     max_p99 = st.number_input("Max p99 latency (µs, empty: no limit)", min_value=0.0, value=None, step=1.0,
                               key="choose_max_p99")
-    max_loss = st.number_input("Max accuracy loss (1 − argmax agreement)", min_value=0.0, max_value=1.0, value=0.005,
+    max_loss = st.number_input(f"Max {data.metric_label('accuracy_drop')}", min_value=0.0, max_value=1.0, value=0.005,
                                step=0.001, format="%.4f", key="choose_max_loss")
+    max_rel = st.number_input(f"Max {data.metric_label('max_rel_error')} (regression; empty: no limit)", min_value=0.0,
+                              value=None, step=0.001, format="%.4f", key="choose_max_rel")
 with right:
     measured = sorted(data.latest(frame).query("model == @model")["backend"].unique())
     allowed = st.multiselect("Backends allowed", measured, default=measured, key="choose_backends")
 
-choice = data.choose(frame, model, batch_size=batch, max_p99_us=max_p99, max_accuracy_loss=max_loss, backends=allowed)
-if choice.note:
-    st.info(choice.note)
+has_agreement = data.latest(frame).query("model == @model")["argmax_agreement"].notna().any()
+choice, note = data.choose(frame, model, batch_size=batch, backends=allowed, max_p99_us=max_p99,
+                           max_accuracy_drop=max_loss if has_agreement else None, max_rel_error=max_rel)
+if note:
+    st.info(note)
 if choice.winner is None:
     st.error("No backend meets every constraint; the table says why each one fails.")
 else:
-    st.success(f"Winner: **{choice.winner}** — {model} at batch {batch}")
-st.caption(f"Ranked by: {choice.source}")
-
-table = choice.table
-if choice.source.startswith("stored"):
-    table = table[["label", "meets", "why_not", "latency_p99_us", "latency_p50_us", "accuracy_loss", "auc_drop",
-                   "throughput_per_s", "prepare_s", "backend_version", "timestamp"]]
-ui.table(table, key="choose_table")
+    st.success(f"Winner: **{choice.winner.backend}** — {model} at batch {batch}")
+st.caption(f"Ranked by yukti.chooser ({'stored rows as they are' if note else 'rows measured on this host'}): "
+           + choice.explain().splitlines()[0])
+ui.table(choice.table(), key="choose_table")
 
 if choice.winner is not None:
-    st.subheader(f"Run {choice.winner}")
-    options = json.dumps(choice.winner_options) if choice.winner_options else None
-    st.code(data.snippet(model, choice.winner, options, batch_size=batch), language="python")
+    st.subheader(f"Run {choice.winner.backend}")
+    options = json.dumps(choice.winner.options) if choice.winner.options else None
+    st.code(data.snippet(model, choice.winner.backend, options, batch_size=batch), language="python")

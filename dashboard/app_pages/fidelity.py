@@ -1,80 +1,76 @@
-"""Fidelity: signal efficiency against background efficiency per backend on the labelled data, and
-the distribution of output differences against the reference backend.
+"""Fidelity: per backend of one stored run, the efficiency curves (classification and anomaly
+detection, on labelled data), the distribution of output differences against the reference
+backend, and the fidelity metrics of the model's task.
 
-The results table holds summary numbers only, so this page runs the backends once more on the
-model's own labelled data (zoo models; prepared artifacts come from the cache).
+Everything is drawn from the results store: `yukti bench` stores each run's curves next to its
+results (yukti.curves), so opening this page runs no backend. A run stored without curves (before
+Yukti stored them) shows its metrics and says how to get the curves.
 """
 
-import json
-
-import numpy as np
+import pandas as pd
 import streamlit as st
 
-import yukti
 from dashboard import charts, data, ui
+from yukti import vocabulary
 
-ui.page_header("Fidelity", "Efficiency curves per backend on labelled data, and how far each backend's outputs "
-               "are from the reference backend's.")
+ui.page_header("Fidelity", "How far each backend's outputs are from the reference backend's, in the terms of the "
+               "model's task, as measured and stored by the benchmark.")
 frame = ui.results_frame()
 ui.require_results(frame)
 
-zoo_models = [m for m in data.models(frame) if m in yukti.zoo.names()]
-if not zoo_models:
-    st.info("Curves need the model and its labelled data, which the dashboard has for zoo models "
-            f"({', '.join(yukti.zoo.names())}). The stored results are for other models; their summary numbers "
-            "(AUC, efficiencies, |Δ|) are on the Runs page.")
-    st.stop()
-model_name = st.sidebar.selectbox("Model", zoo_models, key="fidelity_model")
+
+@st.cache_data(show_spinner="Loading the stored curves…")
+def stored_curves(store: str, fingerprint: tuple, rows: pd.DataFrame) -> pd.DataFrame:  # fingerprint: the cache key only
+    return data.load_curves(rows, store)
 
 
-@st.cache_resource(show_spinner="Loading the model…")
-def zoo_model(name: str) -> yukti.Model:
-    return yukti.zoo.get(name)
+model_name = ui.pick_model(frame, "fidelity")
+runs = data.fidelity_runs(frame, model_name)
+described = {r.run_id: f"{str(r.timestamp)[:16]} · {r.backends} · {r.run_id}" for r in runs.itertuples()}
+run_id = st.sidebar.selectbox("Run", list(described), format_func=described.get, key="fidelity_run")
+run = runs.set_index("run_id").loc[run_id]
+rows = data.run_fidelity(frame, run_id, model_name)
+labels = rows["label"].tolist()
+chosen = st.sidebar.multiselect("Backends", labels, default=labels, key="fidelity_backends")
+rows = rows[rows["label"].isin(chosen)]
+task = run["task"] if isinstance(run["task"], str) else vocabulary.CLASSIFICATION
+st.caption(f"Task: **{task}** · data: {run['dataset']}, {run['n_samples']} samples"
+           + (f", signal {run['signal_class']} vs rest" if isinstance(run["signal_class"], str) else "")
+           + f" · run {run_id}")
 
-
-@st.cache_data(show_spinner="Running the backend on the labelled data…", max_entries=32)
-def outputs_of(name: str, backend: str, options_json: str, n: int) -> np.ndarray:
-    model = zoo_model(name)
-    return data.backend_outputs(backend, model, model.data.X[:n], json.loads(options_json))
-
-
-model = zoo_model(model_name)
-dataset = model.data
-measured = sorted(data.latest(frame).query("model == @model_name")["backend"].unique())
-backends = st.sidebar.multiselect("Backends", measured, default=measured, key="fidelity_backends")
-signal = st.sidebar.selectbox("Signal class", list(dataset.class_names), index=dataset.signal_class, key="fidelity_signal")
-n = st.sidebar.select_slider("Samples", [1000, 5000, 20000, len(dataset)], value=min(20000, len(dataset)), key="fidelity_n")
-n = min(n, len(dataset))
-
-outputs, failed = {}, {}
-for backend in sorted(set(backends) | {data.REFERENCE_BACKEND}):  # the reference is the yardstick for |Δ|
-    options = data.run_options(frame, model_name, backend)
-    try:
-        outputs[backend] = outputs_of(model_name, backend, json.dumps(options, sort_keys=True), n)
-    except Exception as exc:  # one backend that cannot run here must not hide the others
-        failed[backend] = f"{type(exc).__name__}: {exc}"
-for backend, why in failed.items():
-    st.warning(f"{backend} could not run here: {why}")
-if not outputs:
-    st.stop()
-
-signal_index = list(dataset.class_names).index(signal)
-curves, hists, summary = data.fidelity_curves(outputs, dataset.y[:n], signal_index)
-label = f"{dataset.label}, {n} samples, signal {signal} vs rest"
-fig = charts.metric_chart(curves, "bkg_eff", "sig_eff", color="backend", log_x=True, markers=False,
-                          x_title="background efficiency (trigger rate, log)", y_title="signal efficiency",
-                          title=f"{model_name}: efficiency curves · {label}")
-st.plotly_chart(fig, key="fidelity_roc")
-spread = summary["auc"].max() - summary["auc"].min()
-st.caption(f"AUC spread across backends: {spread:.2g}" + (" — the curves lie on top of each other." if spread < 1e-3 else "."))
-
-st.subheader("Output differences against the reference")
-if hists.empty:
-    st.info("Pick a backend other than the reference to see its differences.")
+store = str(data.store_path())
+stored = stored_curves(store, data.store_fingerprint(store), rows[["run_id", "backend", "options", "label"]])
+if stored.empty:
+    st.info(f"Run {run_id} was stored without fidelity curves (runs stored before Yukti kept them, or its curves "
+            f"file is missing or unreadable). Its summary numbers are below; for the curves, benchmark again:\n\n"
+            f"```\nyukti bench {model_name}\n```")
 else:
-    fig = charts.metric_chart(hists, "log10_abs_diff", "count", color="backend",
-                              x_title="log10 |output − reference output|", y_title="outputs (count)",
-                              title=f"{model_name}: distribution of nonzero differences · {label}")
-    st.plotly_chart(fig, key="fidelity_diffs")
-ui.table(summary, key="fidelity_summary",
-         exact_zero_fraction=st.column_config.NumberColumn("exactly equal (fraction)", format="%.4g"))
+    lines = data.efficiency_lines(stored)
+    if not lines.empty:
+        what = "false-positive rate" if task == vocabulary.ANOMALY else "background efficiency"
+        fig = charts.metric_chart(lines, "bkg_eff", "sig_eff", color="label", log_x=True, markers=False,
+                                  x_title=f"{what} (log)", y_title="signal efficiency",
+                                  title=f"{model_name}: efficiency curves · {run['dataset']}")
+        st.plotly_chart(fig, key="fidelity_roc")
+    elif task == vocabulary.REGRESSION:
+        st.caption("Regression outputs have no signal and background: no efficiency curve.")
+    else:
+        st.caption("This run had no labelled data: no efficiency curve.")
+
+    st.subheader("Output differences against the reference")
+    hist, equal = data.difference_histogram(stored)
+    if hist.empty:
+        st.info("Pick a backend other than the reference to see its differences.")
+    else:
+        fig = charts.metric_chart(hist, "log10_abs_diff", "count", color="label",
+                                  x_title="log10 |output − reference output|", y_title="output values (count)",
+                                  title=f"{model_name}: distribution of nonzero differences")
+        st.plotly_chart(fig, key="fidelity_diffs")
+        ui.table(equal, key="fidelity_equal",
+                 exact_zero_fraction=st.column_config.NumberColumn("exactly equal (fraction)", format="%.4g"))
+
+st.subheader(f"Fidelity metrics ({task})")
+columns = [c for c in data.fidelity_metrics(task) if c in rows.columns]
+ui.table(rows[["label", "backend", *columns]], key="fidelity_summary",
+         **{c: st.column_config.NumberColumn(vocabulary.metric(c).header, help=vocabulary.label(c), format="%.4g")
+            for c in columns})

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dashboard import charts, data, ui
+from yukti import vocabulary
 
 ui.page_header("History", "Each metric over the commits asv measured, one line per backend; "
                "a step worse than the threshold is marked with a red cross.")
@@ -29,14 +30,14 @@ threshold = st.sidebar.slider("Flag steps worse than (%)", 1, 100, 10, key="hist
 series = data.history_series(history, model, batch, metric)
 flags = data.flag_steps(series, metric, threshold)
 order = {"commit": series.drop_duplicates("commit")["commit"].tolist()}  # commit date order, not alphabetical
-fig = charts.metric_chart(series, "commit", metric, log_y=data.METRICS.get(metric, data.Metric(metric, metric)).log,
+fig = charts.metric_chart(series, "commit", metric, log_y=metric in data.METRICS and data.METRICS[metric].log,
                           hover=["commit_hash", "commit_date"], category_orders=order, x_title="commit (oldest first)",
                           title=f"{model} · batch {batch}: {data.metric_label(metric)}")
 charts.add_flags(fig, flags, "commit", metric)
 # a short hash made only of digits (e.g. 7319632) would turn the axis numeric: commits are categories
 fig.update_xaxes(type="category", categoryorder="array", categoryarray=order["commit"])
 st.plotly_chart(fig, key="history_chart")
-better = "higher" if metric in data.METRICS and data.METRICS[metric].higher_is_better else "lower"
+better = "higher" if vocabulary.higher_is_better(metric) else "lower"
 st.caption(f"{series['commit'].nunique()} commit(s) in `{results_dir}` · {better} is better")
 
 if flags.empty:

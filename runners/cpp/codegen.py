@@ -13,55 +13,22 @@ the model's input and output names, as escaped string literals (`c_string_litera
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-
-import numpy as np
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 
 from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import ALIASING_OPS, EMITTERS, c_float
 from yukti import limits
 from yukti.errors import UnsupportedModelError
-from yukti.safe_names import c_string_literal, identifier, is_identifier, safe_comment
+from yukti.model import Model
+from yukti.safe_names import c_string_literal, is_identifier, safe_comment
 
 ALIGN_FLOATS = 16  # 64 bytes
 MAX_FLOAT_LITERAL_BYTES = 20  # "-0x1.fffffep+127f, ": the longest weight as text
 ARENA_TARGET_FLOATS = 48 * 1024  # ~192 KiB per tile: stays within L2 on current CPUs
 MAX_TILE = 64
-
-
-@dataclass
-class EmitContext:
-    """What an emitter may ask about: tensor pointers, shapes and constants."""
-
-    graph: ir.Graph
-    pointers: dict[str, str]
-    constants: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
-    constant_floats: int = 0  # all constants together, to bound the generated source
-
-    def value(self, name: str) -> ir.Value:
-        return self.graph.values[name]
-
-    def ptr(self, name: str) -> str:
-        """C expression of the tile pointer of a batched tensor (per-sample stride = its size)."""
-        return self.pointers[name]
-
-    def const_array(self, array: np.ndarray, hint: str) -> str:
-        """Register a float constant for model.hpp and return its C identifier."""
-        flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
-        key = flat.tobytes()
-        for ident, (existing_key, _) in self.constants.items():
-            if existing_key == key:
-                return ident
-        ident = f"w{len(self.constants)}_{identifier(hint)[:40]}"
-        self.constants[ident] = (key, flat)
-        self.constant_floats += len(flat)
-        return ident
-
-    def const_value(self, name: str) -> np.ndarray:
-        value = self.graph.values.get(name)
-        if value is None or value.const is None:
-            raise KeyError(name)
-        return value.const
 
 
 def _roots(graph: ir.Graph) -> dict[str, str]:
@@ -340,6 +307,51 @@ extern "C" void {prefix}time_infer(const float* const* in, float* const* out, in
     for text in (header, source):
         check_source_text(text)
     return Source(header, source, tile, arena, len(graph.inputs), len(graph.outputs), in_sizes, out_sizes)
+
+
+class _Generated:
+    """The C++ of the last few models, so `supports()`, `prepare` and `export` of one model build its
+    IR and generate its code once. Bounded by count and by text size; refusals are kept too."""
+
+    MAX_ENTRIES = 8
+    MAX_BYTES = 128 << 20
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple, Source | UnsupportedModelError] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _size(found: Source | UnsupportedModelError) -> int:
+        return len(found.header) + len(found.body) if isinstance(found, Source) else 0
+
+    def get(self, model: Model, prefix: str) -> Source:
+        names_in, names_out = tuple(s.name for s in model.inputs), tuple(s.name for s in model.outputs)
+        key = (model.hash, prefix, names_in, names_out)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+        if found is None:  # generated outside the lock: two threads may both generate (same, pure result)
+            try:
+                found = generate(ir.from_onnx(model.onnx), prefix=prefix, input_names=names_in, output_names=names_out)
+            except UnsupportedModelError as exc:
+                found = exc
+            with self._lock:
+                self._entries[key] = found
+                while len(self._entries) > self.MAX_ENTRIES or sum(map(self._size, self._entries.values())) > self.MAX_BYTES:
+                    self._entries.popitem(last=False)
+        if isinstance(found, UnsupportedModelError):
+            raise UnsupportedModelError(str(found))  # a fresh exception: the kept one's traceback must not grow
+        return found
+
+
+_generated = _Generated()
+
+
+def for_model(model: Model, *, prefix: str = "") -> Source:
+    """The C++ of `model` (with its own input and output names), generated once per model hash and
+    remembered for the next few models; raises UnsupportedModelError naming what an emitter refuses."""
+    return _generated.get(model, prefix)
 
 
 _OUTSIDE_SOURCE_CHARSET = re.compile(r"[^\x20-\x7e\n]|\\\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 from yukti.cache import ArtifactBuildError, ArtifactCache, CacheEntry, check_shared_library
 from yukti.environment import cpu_model
 from yukti.errors import YuktiError
-from yukti.toolchain import compiler_version, find_compiler  # noqa: F401 (re-exported for the runner)
+from yukti.toolchain import compiler_version, find_compiler
 
 BASE_FLAGS = ("-std=c++17", "-fPIC", "-shared", "-fno-math-errno")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all")

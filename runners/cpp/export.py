@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runners.cpp import codegen, ir
+from runners.cpp import codegen
 from yukti.cache import atomic_write_bytes
 from yukti.model import Model
 from yukti.safe_names import identifier
@@ -106,8 +106,7 @@ int main(int argc, char** argv) {{
 def export(model: Model, directory: str | Path, *, prefix: str = "") -> list[Path]:
     """Write model.hpp, model.cpp, CMakeLists.txt and main.cpp into `directory`."""
     folder = Path(directory)
-    source = codegen.generate(ir.from_onnx(model.onnx), prefix=prefix, input_names=tuple(s.name for s in model.inputs),
-                              output_names=tuple(s.name for s in model.outputs))
+    source = codegen.for_model(model, prefix=prefix)
     project = identifier(model.name, fallback="model")
     files = {
         "model.hpp": source.header,

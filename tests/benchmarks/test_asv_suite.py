@@ -111,9 +111,17 @@ def test_skip_and_failure_rules() -> None:
 
     accuracy = suite.Accuracy()
     accuracy.setup(cache, "m", "cpp")
-    assert accuracy.track_argmax_disagreement(cache, "m", "cpp") == pytest.approx(0.01)
+    assert accuracy.track_accuracy_drop(cache, "m", "cpp") == pytest.approx(0.01)
     assert accuracy.track_auc_loss(cache, "m", "cpp") == pytest.approx(0.1)
     assert accuracy.track_auc_drop(cache, "m", "cpp") == pytest.approx(0.05)
+    # an engine with the vocabulary derives the losses itself: they are taken as they are
+    derived = {**cache["records"][("m", "cpp", 1)], "accuracy_drop": 0.25, "auc_drop": 0.125}
+    accuracy.row = derived
+    assert accuracy.track_accuracy_drop(cache, "m", "cpp") == 0.25 and accuracy.track_auc_drop(cache, "m", "cpp") == 0.125
+    from yukti import vocabulary
+
+    assert suite.Accuracy.track_accuracy_drop.unit == vocabulary.METRICS["accuracy_drop"].unit  # units: the vocabulary's
+    assert suite.Latency.track_throughput_per_s.unit == vocabulary.METRICS["throughput_per_s"].unit
     native = suite.NativeLatency()
     with pytest.raises(NotImplementedError, match="does not time itself"):
         native.setup(cache, "m", "cpp", 1)
@@ -153,7 +161,7 @@ def test_asv_check_and_quick_run_load_into_the_schema(tmp_path: Path) -> None:
 
     _asv(["machine", "--yes", "--machine", "yukti-test"], tmp_path, env, 60)
     assert "No problems found" in _asv(["check", "--python=same"], tmp_path, env, 120)
-    selection = r"Latency\.track_latency_p50_us|Accuracy\.track_argmax_disagreement|Build\.track_prepare_s|Call\.time_call|NativeLatency"
+    selection = r"Latency\.track_latency_p50_us|Accuracy\.track_accuracy_drop|Build\.track_prepare_s|Call\.time_call|NativeLatency"
     _asv(["run", "--python=same", "--quick", "--set-commit-hash", commit, "--machine", "yukti-test", "-b", selection],
          tmp_path, env, 240)
 
@@ -164,12 +172,12 @@ def test_asv_check_and_quick_run_load_into_the_schema(tmp_path: Path) -> None:
     assert set(frame["commit_hash"]) == {commit} and set(frame["git_commit"]) == {commit}
     assert set(frame["commit_date"]) == {pd.Timestamp(commit_time, unit="s", tz="UTC")}
     assert set(frame["status"]) == {"ok"}, frame["error"].tolist()
-    for column in ("latency_p50_us", "time_call_us", "prepare_s", "argmax_agreement", "argmax_disagreement"):
+    for column in ("latency_p50_us", "time_call_us", "prepare_s", "argmax_agreement", "accuracy_drop"):
         assert pd.api.types.is_float_dtype(frame[column]), column
         assert frame[column].notna().all(), column
     assert (frame["latency_p50_us"] > 0).all() and (frame["time_call_us"] > 0).all() and (frame["prepare_s"] > 0).all()
     assert ((frame["argmax_agreement"] >= 0) & (frame["argmax_agreement"] <= 1)).all()
-    assert (frame["argmax_agreement"] + frame["argmax_disagreement"]).round(12).eq(1).all()
+    assert (frame["argmax_agreement"] + frame["accuracy_drop"]).round(12).eq(1).all()
     by_backend = frame.set_index("backend")
     assert by_backend.loc["cpp", "latency_native_p50_us"] > 0  # cpp times itself natively
     assert pd.isna(by_backend.loc["onnxruntime", "latency_native_p50_us"])  # ORT does not: skipped

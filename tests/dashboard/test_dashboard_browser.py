@@ -59,6 +59,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(fixture_store: Path, tmp_path: Path) -> Iterator[str]:
+    from fixture_curves import store_curves
+
+    store_curves(fixture_store, "latest00002")  # what `yukti bench` stores with a run: the Fidelity page draws it
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -103,7 +106,7 @@ def test_every_page_renders_in_chromium(server: str, tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})  # tall: the whole page in one shot
             for name, ready in PAGES.items():
                 page.goto(f"{server}/{name}", wait_until="domcontentloaded")  # every page at its own path
-                # fidelity runs the backends on the labelled data the first time: allow it time
+                # the first page load starts Streamlit's script runner: allow it time
                 page.wait_for_selector(ready, state="visible", timeout=240_000)
                 page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=240_000)
                 page.wait_for_timeout(1500)  # plotly draws its traces after the container appears

@@ -1,5 +1,5 @@
 """dashboard.data and dashboard.charts without Streamlit: derived metrics, latest runs, Pareto
-front, the plain chooser, step flags, efficiency curves, figures, the launcher's command line."""
+front, the plain chooser, step flags, stored fidelity curves, figures, the launcher's command line."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
+import yukti
 from dashboard import APP_PATH, charts, data, launch
 
 from dashboard_fixtures import make_history
+from fixture_curves import store_curves
 
 
 def test_load_results_derives_losses_within_each_run(fixture_store: Path) -> None:
@@ -21,7 +22,7 @@ def test_load_results_derives_losses_within_each_run(fixture_store: Path) -> Non
     ok = frame[frame["status"] == "ok"]
     assert set(ok["run_id"]) == {"older000001", "latest00002"}
     cpp = ok[(ok["backend"] == "cpp")]
-    assert cpp["accuracy_loss"].to_numpy() == pytest.approx([0.02] * 3)
+    assert cpp["accuracy_drop"].to_numpy() == pytest.approx([0.02] * 3)
     # AUC drop is against the reference of the same run: 0.980 - 0.970
     assert cpp["auc_drop"].to_numpy() == pytest.approx([0.01] * 3)
     assert ok.loc[ok["backend"] == "reference", "auc_drop"].to_numpy() == pytest.approx([0.0] * 6)
@@ -61,36 +62,33 @@ def test_pareto_is_the_library_front() -> None:
     assert sorted(data.pareto(frame, ["lat", "loss"])["label"]) == ["a", "b"]
 
 
-def test_rank_applies_constraints_and_orders_by_p99(fixture_store: Path) -> None:
+def test_choose_ranks_stored_rows_through_the_library_chooser(fixture_store: Path) -> None:
     frame = data.load_results()
-    strict = data.rank(frame, "jet_dnn", batch_size=1, max_accuracy_loss=0.005)
-    assert strict["backend"].tolist()[:3] == ["onnxruntime", "torch", "reference"]
-    assert not strict.loc[strict["backend"] == "cpp", "meets"].item()
-    assert "accuracy loss" in strict.loc[strict["backend"] == "cpp", "why_not"].item()
-    loose = data.choose(frame, "jet_dnn", batch_size=1, max_accuracy_loss=0.05)
-    assert loose.winner == "cpp"
-    capped = data.choose(frame, "jet_dnn", batch_size=1, max_p99_us=0.5)
-    assert capped.winner is None and not capped.table["meets"].any()
-    only_torch = data.choose(frame, "jet_dnn", batch_size=1, max_accuracy_loss=0.005, backends=["torch", "reference"])
-    assert only_torch.winner == "torch" and only_torch.winner_options == {"threads": 1}
+    strict, note = data.choose(frame, "jet_dnn", batch_size=1, max_accuracy_drop=0.005)
+    assert isinstance(strict, yukti.Choice)  # one chooser: the library's, no second one here
+    assert [c.backend for c in strict][:3] == ["onnxruntime", "torch", "reference"]
+    assert not strict.get("cpp").meets
+    assert "accuracy drop" in strict.get("cpp").verdict()
     # the fixture was "measured" on another host with another model hash: yukti.choose cannot reuse
-    # it, so the page ranks the stored rows and says why
-    assert only_torch.source.startswith("stored") and "this host" in only_torch.note
+    # it, so the stored rows are ranked as they are, and the note says why
+    assert "this host" in note
+    loose, _ = data.choose(frame, "jet_dnn", batch_size=1, max_accuracy_drop=0.05)
+    assert loose.winner.backend == "cpp"
+    capped, _ = data.choose(frame, "jet_dnn", batch_size=1, max_p99_us=0.5)
+    assert capped.winner is None and not capped.table()["meets"].any()
+    only_torch, _ = data.choose(frame, "jet_dnn", batch_size=1, max_accuracy_drop=0.005, backends=["torch", "reference"])
+    assert only_torch.winner.backend == "torch" and only_torch.winner.options == {"threads": 1}
+    assert only_torch.get("torch").source == "stored" and only_torch.get("torch").run_id == "latest00002"
 
 
 def test_choose_uses_the_library_chooser_when_it_has_numbers(fixture_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import types
-
-    import yukti
 
     seen: dict = {}
     winner = types.SimpleNamespace(backend="onnxruntime", options={"threads": 1}, measured=True)
 
     class FakeChoice(list):
         winner = None
-
-        def table(self) -> pd.DataFrame:
-            return pd.DataFrame({"backend": ["onnxruntime"], "meets": [True]})
 
     def fake_choose(model: str, **kwargs: object) -> FakeChoice:
         seen.update(kwargs, model=model)
@@ -100,8 +98,8 @@ def test_choose_uses_the_library_chooser_when_it_has_numbers(fixture_store: Path
 
     monkeypatch.setattr(yukti, "choose", fake_choose)
     frame = data.load_results()
-    choice = data.choose(frame, "jet_dnn", batch_size=64, max_p99_us=100.0, max_accuracy_loss=0.01, backends=["onnxruntime"])
-    assert choice.source == "yukti.choose" and choice.winner == "onnxruntime" and choice.winner_options == {"threads": 1}
+    choice, note = data.choose(frame, "jet_dnn", batch_size=64, max_p99_us=100.0, max_accuracy_drop=0.01, backends=["onnxruntime"])
+    assert isinstance(choice, FakeChoice) and choice.winner is winner and note == ""
     assert seen["measure"] == "never" and seen["stored"] is frame and seen["batch_size"] == 64
     assert seen["max_p99_us"] == 100.0 and seen["max_accuracy_drop"] == 0.01 and seen["backends"] == ["onnxruntime"]
 
@@ -119,30 +117,55 @@ def test_flag_steps_marks_only_the_regression() -> None:
     assert data.flag_steps(series, "latency_p99_us", threshold=0.60).empty
 
 
-def test_efficiency_curve_of_a_perfect_and_a_random_score() -> None:
-    rng = np.random.default_rng(0)
-    is_signal = rng.random(4000) < 0.3
-    perfect = data.efficiency_curve(is_signal.astype(float), is_signal)
-    assert perfect["sig_eff"].min() == pytest.approx(1.0)
-    noise = data.efficiency_curve(rng.random(4000), is_signal)
-    at_10pct = noise.loc[np.isclose(noise["bkg_eff"], 0.1), "sig_eff"].item()
-    assert 0.05 < at_10pct < 0.15  # a random score passes signal at the background rate
-    assert noise["bkg_eff"].is_monotonic_increasing and noise["sig_eff"].is_monotonic_increasing
+def test_load_curves_reads_the_runs_curves_with_the_rows_labels(fixture_store: Path) -> None:
+    store_curves(fixture_store, "latest00002")
+    frame = data.load_results()
+    rows = data.run_fidelity(frame, "latest00002", "jet_dnn")
+    assert sorted(rows["label"]) == ["cpp", "onnxruntime", "reference", "torch"]  # one row per configuration
+    stored = data.load_curves(rows[rows["backend"] != "torch"])
+    assert set(stored["label"]) == {"reference", "onnxruntime", "cpp"}  # torch had no curves stored
+    assert set(data.load_curves("latest00002")["backend"]) == {"reference", "onnxruntime", "cpp"}
+    lines = data.efficiency_lines(stored)
+    assert set(lines["label"]) == {"reference", "onnxruntime", "cpp"} and lines["bkg_eff"].between(0, 1).all()
+    hist, equal = data.difference_histogram(stored)
+    counts = hist.groupby("label")["count"].sum()
+    assert counts.to_dict() == {"cpp": 10, "onnxruntime": 100}
+    peaks = hist.loc[hist.groupby("label")["count"].idxmax()].set_index("label")["log10_abs_diff"]
+    assert peaks["onnxruntime"] == pytest.approx(-6, abs=0.25) and peaks["cpp"] == pytest.approx(-3, abs=0.25)
+    assert hist["log10_abs_diff"].between(-6.75, -2.25).all()  # cropped to where the differences are
+    assert equal.set_index("label")["exact_zero_fraction"].to_dict() == pytest.approx({"cpp": 1 - 10 / 2500, "onnxruntime": 1 - 100 / 2500})
 
 
-def test_fidelity_curves_histogram_counts_every_nonzero_difference() -> None:
-    rng = np.random.default_rng(1)
-    ref = rng.random((500, 3))
-    other = ref.copy()
-    other[:100, 0] += 1e-6  # 100 outputs differ by 1e-6, the rest are equal
-    labels = rng.integers(0, 3, 500)
-    curves, hists, summary = data.fidelity_curves({"reference": ref, "other": other}, labels, signal_class=1)
-    assert set(curves["backend"]) == {"reference", "other"}
-    assert hists["count"].sum() == 100
-    peak = hists.loc[hists["count"].idxmax(), "log10_abs_diff"]
-    assert abs(peak - (-6)) <= 0.25
-    row = summary.set_index("backend").loc["other"]
-    assert row["exact_zero_fraction"] == pytest.approx(1 - 100 / 1500)
+def test_a_run_without_curves_or_with_a_broken_file_has_none(fixture_store: Path) -> None:
+    from yukti import curves
+
+    frame = data.load_results()
+    older = data.run_fidelity(frame, "older000001", "jet_dnn")
+    assert data.load_curves(older).empty and list(data.load_curves(older).columns)[:len(curves.COLUMNS)] == curves.COLUMNS
+    store_curves(fixture_store, "latest00002")
+    (path,) = fixture_store.glob(f"*{curves.SUFFIX}")
+    path.write_bytes(b"\x00" * 32)
+    assert data.load_curves(data.run_fidelity(frame, "latest00002", "jet_dnn")).empty
+
+
+def test_fidelity_runs_newest_first_and_task_metrics() -> None:
+    from dashboard_fixtures import LATEST, OLDER, make_run
+
+    frame = data.with_derived(pd.concat([make_run("older000001", OLDER, "2025-01-01T10:00:00Z"),
+                                         make_run("latest00002", LATEST, "2025-02-01T10:00:00Z")], ignore_index=True))
+    runs = data.fidelity_runs(frame, "jet_dnn")
+    assert runs["run_id"].tolist() == ["latest00002", "older000001"]
+    assert runs["backends"].tolist() == ["cpp, onnxruntime, reference, torch", "reference, torch"]
+    assert data.fidelity_runs(frame, "no such model").empty
+    classification = data.fidelity_metrics("classification")
+    assert {"argmax_agreement", "auc", "eff_at_bkg_1pct"} <= set(classification)
+    assert not {"max_rel_error", "resolution", "score_rel_error"} & set(classification)
+    regression = data.fidelity_metrics("regression")
+    assert regression[:2] == ["max_abs_diff", "mean_abs_diff"]
+    assert {"max_rel_error", "mean_rel_error", "resolution"} <= set(regression) and not {"auc", "argmax_agreement"} & set(regression)
+    anomaly = data.fidelity_metrics("anomaly")
+    assert {"auc", "eff_at_bkg_1pct", "score_rel_error", "mean_rel_error"} <= set(anomaly) and "argmax_agreement" not in anomaly
+    assert data.fidelity_metrics(None) == classification  # runs stored before tasks existed were classifiers
 
 
 def test_metric_chart_builds_one_trace_per_label_with_log_axes() -> None:

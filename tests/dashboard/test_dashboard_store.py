@@ -18,7 +18,7 @@ def test_load_results_skips_bad_files_and_names_them(fixture_store: Path) -> Non
         frame = data.load_results()
     assert sorted(Path(str(w.message).split()[1].rstrip(":")).name for w in caught) == ["empty.parquet", "garbage.parquet"]
     assert len(frame) == len(good) and set(frame["run_id"]) == set(good["run_id"])
-    assert frame["accuracy_loss"].notna().any()  # derived metrics still computed
+    assert frame["accuracy_drop"].notna().any()  # derived metrics still computed
     skipped = dict(frame.attrs["skipped_files"])
     assert sorted(Path(p).name for p in skipped) == ["empty.parquet", "garbage.parquet"]
     assert all("not a readable Parquet file" in reason for reason in skipped.values())

@@ -6,14 +6,19 @@ points is tested here the moment it registers, with no change to this file.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import yukti
+from yukti.runner import RunnerInfo
 from zoo_variants import ZOO_VARIANTS
 from yukti import zoo
+from yukti.options import OptionError
 
 BACKENDS = yukti.registry.names()
 # Tolerances of the issue: dense nets to 1e-5, convolutions to 1e-4, against the reference.
@@ -82,12 +87,22 @@ class TestContract:
             np.testing.assert_allclose(runner(x[:batch]), big[:batch], rtol=0, atol=TOLERANCE[model_name])
 
     def test_info(self, backend, model_name, prepared, zoo_models):
-        info = prepared(backend, model_name).info
+        runner = prepared(backend, model_name)
+        info = runner.info
+        assert isinstance(info, RunnerInfo)
         for key in ("backend", "version", "options", "prepare_s", "artifact_bytes", "thread_safe", "model_hash"):
             assert key in info, key
         assert info["backend"] == backend
         assert info["model_hash"] == zoo_models[model_name].hash
-        assert info["prepare_s"] >= 0
+        # the options recorded are the reuse key the engine and the chooser compute, and what the runner uses
+        assert info.options == runner.options == yukti.runner_class(backend).resolve_options()
+        assert info.extra.keys().isdisjoint(f.name for f in dataclasses.fields(RunnerInfo))
+        if info.cache_hit is not None:  # a cached artifact: where it is, how big, how long it took to build
+            assert info.build_s is not None and info.build_s > 0
+            path = Path(info.artifact_path)
+            assert path.exists() and info.artifact_bytes > 0
+            if path.is_file():
+                assert info.artifact_bytes == path.stat().st_size
 
     def test_concurrent_calls(self, backend, model_name, prepared, zoo_models):
         runner = prepared(backend, model_name)
@@ -187,6 +202,33 @@ def test_unknown_option_refused(backend, jet_dnn):
     _require(backend)
     with pytest.raises(yukti.UnknownNameError, match="has no option"):
         yukti.runner(backend, jet_dnn, no_such_option=1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_declared_option_refuses_a_wrong_type(backend):
+    """Declared options are validated by the base class before anything is prepared: a value of
+    the wrong kind is refused, naming the backend and the option."""
+    cls = yukti.runner_class(backend)
+    for name, option in cls.options.items():
+        if option.type is None and option.choices is None and option.check is None:
+            continue  # declared without constraints (a plain default_options dict)
+        with pytest.raises(OptionError, match=rf"backend '{backend}' option {name} must be"):
+            cls.resolve_options({name: object()})
+        assert cls.resolve_options({name: option.default})[name] == option.default
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prepare_s_times_this_call(backend, zoo_models):
+    """prepare_s is the time of the prepare call it describes: inside the caller's own clock."""
+    _require(backend)
+    model = next((m for name, m in sorted(zoo_models.items()) if name.startswith("jet_dnn")
+                  and yukti.runner_class(backend).supports(m)), None)
+    if model is None:
+        pytest.skip(f"{backend} supports no form of the jet tagger")
+    started = time.perf_counter()
+    run = yukti.runner(backend, model)
+    elapsed = time.perf_counter() - started
+    assert 0 < run.info.prepare_s <= elapsed
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -35,11 +35,12 @@ def jet_runner(jet_dnn):
 
 def test_batched_equals_hls4ml_predict(jet_runner, jet_dnn, tmp_path):
     """The C++ batch loop gives exactly what hls4ml's own predict() gives sample by sample."""
-    from runners.hls4ml_emu import _convert
+    from runners.hls4ml.build import convert
+    from runners.hls4ml.frontend import frontend_for
 
     x = np.ascontiguousarray(np.concatenate([jet_dnn.data.X] * 2)[:20_000])
     options = {k: v for k, v in jet_runner.options.items() if k != "threads"}
-    hls_model = _convert(jet_dnn, "torch", options, tmp_path / "prj")
+    hls_model = convert(jet_dnn, frontend_for("torch"), options, tmp_path / "prj")
     # hls4ml's predict() over the library the runner loaded (the same firmware, no second compile)
     hls_model._top_function_lib = ctypes.cdll.LoadLibrary(jet_runner.info["library"])
     started = time.perf_counter()
@@ -97,7 +98,7 @@ def test_self_check_names_the_departing_layer(jet_dnn):
     """granularity='name' lets hls4ml infer per-layer types and gives one constant output here;
     prepare must refuse with the first layer whose trace departs from the float activations."""
     _require()
-    from runners.hls4ml_emu import EmulationMismatchError
+    from runners.hls4ml.diagnose import EmulationMismatchError
 
     with pytest.raises(EmulationMismatchError, match=r"first layer that departs .* '_\d+' \(\w+\)") as err:
         yukti.runner("hls4ml", jet_dnn, granularity="name")
@@ -242,17 +243,129 @@ def test_layer_names_that_are_not_identifiers_never_reach_hls4ml_code(tmp_path):
     _require()
     import torch
 
-    from runners.hls4ml_emu import _convert
+    from runners.hls4ml.build import convert
+    from runners.hls4ml.frontend import frontend_for
 
     options = {k: v for k, v in yukti.runner_class("hls4ml").default_options.items() if k != "threads"}
     hostile = 'fc\n} int pwn = system("touch PWNED"); int x = 0;'
     module = torch.nn.Sequential()
     module.add_module(hostile, torch.nn.Linear(4, 3))
-    converted = _convert(yukti.load(module, torch.zeros(1, 4)), "torch", options, tmp_path / "torch")
+    converted = convert(yukti.load(module, torch.zeros(1, 4)), frontend_for("torch"), options, tmp_path / "torch")
     assert all(name.isidentifier() for layer in converted.get_layers() for name in (layer.name, *layer.outputs))
     keras = pytest.importorskip("keras", reason="TensorFlow/Keras is not installed here")
     inputs = keras.Input((4,), name="x")
     keras_model = keras.Model(inputs, keras.layers.Dense(3, name=hostile)(inputs))
     with pytest.raises(yukti.errors.UnsupportedModelError, match="not C identifiers"):
-        _convert(yukti.load(keras_model), "keras", options, tmp_path / "keras")
+        convert(yukti.load(keras_model), frontend_for("keras"), options, tmp_path / "keras")
     assert not any((tmp_path / "keras").rglob("*.cpp"))
+
+
+def test_cleaned_onnx_is_shared_by_content_and_keeps_no_model_alive(jet_dnn, tmp_path):
+    """supports(), prepare() and a diagnosis all read qonnx's clean-up of the ONNX form: done once per
+    model content (two loads of one file share it), in a bounded cache that holds no model."""
+    import gc
+    import weakref
+
+    pytest.importorskip("qonnx")
+    from runners.hls4ml.onnx import CLEANED_KEPT, _cleaned_by_content, cleaned
+
+    path = jet_dnn.save(tmp_path / "jet.onnx")
+    first, second = yukti.load(path), yukti.load(path)
+    assert cleaned(first) is cleaned(second)
+    assert all(node.name.isidentifier() for node in cleaned(first).graph.node)  # sanitized before qonnx
+    assert _cleaned_by_content.cache_info().maxsize == CLEANED_KEPT
+    alive = weakref.ref(first)
+    del first, second
+    gc.collect()
+    assert alive() is None
+
+
+@pytest.mark.parametrize("case", ["agrees", "constant", "argmax"])
+def test_self_check_judges_each_output(case):
+    """The one place the self-check decides what agreement means: a constant output and a
+    disagreeing argmax are problems naming the output; a close one is not."""
+    from runners.hls4ml.diagnose import _judge_output
+    from yukti.metrics import CHECK_LIMITS
+
+    ref = np.random.default_rng(0).dirichlet(np.ones(5), size=400).astype(np.float32)
+    fixed_point_row = np.array([0.5, 0.25, 0.125, 0.0625, 0.0625], np.float32)  # as ap_fixed writes them
+    out = {"agrees": ref + 0.001, "constant": np.tile(fixed_point_row, (400, 1)), "argmax": ref[:, ::-1].copy()}[case]
+    measured, problem = _judge_output(out, ref, 1, "classification")
+    assert {"argmax_agreement", "max_abs_diff"} <= set(measured)
+    if case == "agrees":
+        assert problem is None and measured["argmax_agreement"] == 1.0
+    else:
+        assert problem.startswith("output 1: ")
+        assert ("same for every sample" in problem) == (case == "constant")
+        assert measured["argmax_agreement"] < CHECK_LIMITS["classification"]["argmax_agreement"]
+
+
+def test_self_check_judges_regression_outputs_by_their_error_not_argmax():
+    """An autoencoder's reconstruction: argmax agreement would be meaningless (and low), the relative
+    error is what counts; a constant or wildly wrong reconstruction is still a problem."""
+    from runners.hls4ml.diagnose import _judge_output
+
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((400, 76)).astype(np.float32)
+    close = ref + rng.standard_normal(ref.shape).astype(np.float32) * 0.05  # argmax flips often, error is small
+    assert np.mean(close.argmax(1) == ref.argmax(1)) < 0.95
+    measured, problem = _judge_output(close, ref, 0, "regression")
+    assert problem is None and measured["mean_rel_error"] < 0.08
+    _, problem = _judge_output(ref * 3, ref, 0, "regression")
+    assert problem is not None and "relative error" in problem.lower()
+    _, problem = _judge_output(np.zeros_like(ref), ref, 0, "regression")
+    assert "same for every sample" in problem
+
+
+def test_keras_float_activations_match_hls4ml_layer_names(tmp_path):
+    """The diagnosis compares each hls4ml layer with its float activation: for Keras, a Dense with a
+    fused activation is two hls4ml layers (before and after the activation), both found, computed
+    without changing the user's model (and without hls4ml's profiling module, which needs matplotlib)."""
+    _require()
+    keras = pytest.importorskip("keras")
+    from runners.hls4ml.build import convert
+    from runners.hls4ml.frontend import frontend_for
+
+    keras.utils.set_random_seed(0)
+    net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="fc1"),
+                            keras.layers.Dense(3, activation="softmax", name="out")])
+    model = yukti.load(net, name="tiny_keras_trace")
+    options = {k: v for k, v in yukti.runner_class("hls4ml").default_options.items() if k != "threads"}
+    frontend = frontend_for("keras")
+    hls_model = convert(model, frontend, options, tmp_path / "prj")
+    x = np.random.default_rng(0).standard_normal((50, 6)).astype(np.float32)
+    floats = frontend.float_activations(model, hls_model, x)
+    hls_names = {layer.name for layer in hls_model.get_layers() if layer.class_name != "Input"}
+    assert set(floats) == hls_names == {"fc1", "fc1_relu", "out", "out_softmax"}  # Keras numbers its input layer's name
+    kernel, bias = net.get_layer("fc1").get_weights()
+    np.testing.assert_allclose(floats["fc1"], x @ kernel + bias, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(floats["fc1_relu"], np.maximum(x @ kernel + bias, 0), rtol=1e-5, atol=1e-5)
+    out_kernel, out_bias = net.get_layer("out").get_weights()
+    np.testing.assert_allclose(floats["out"], floats["fc1_relu"] @ out_kernel + out_bias, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(floats["out_softmax"], np.asarray(net(x)), rtol=1e-5, atol=1e-6)
+    assert [layer.activation.__name__ for layer in net.layers] == ["relu", "softmax"]  # the model is unchanged
+
+
+@pytest.mark.slow
+def test_dense_autoencoder_runs_with_regression_metrics():
+    """A dense autoencoder (77-32-32-32-76, the anomaly-detection seed model's shape) was refused by the
+    classifier-only self-check ("argmax agreement 0.881 < 0.9"); it is now checked, and benchmarked, by
+    the error of its reconstruction."""
+    _require()
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(77, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                              torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 76)).eval()
+    model = yukti.load(net, torch.zeros(1, 77), name="dense_autoencoder")
+    assert metrics.infer_task(model) == "regression"  # 77 in, 76 out: not shaped like its input
+    runner = yukti.runner("hls4ml", model)
+    check = runner.info["self_check"]
+    assert check["task"] == "regression" and check["mean_rel_error"] < metrics.CHECK_LIMITS["regression"]["mean_rel_error"]
+    frame = yukti.benchmark(model, backends=["hls4ml", "onnxruntime"], batch_sizes=(1,), store=False,
+                            policy=yukti.engine.TimingPolicy(time_budget_s=0.05, min_calls=5), max_eval_samples=512)
+    rows = frame.set_index("backend")
+    assert (rows["status"] == "ok").all(), rows["error"].tolist()
+    assert (rows["task"] == "regression").all()
+    assert rows.loc["hls4ml", "mean_rel_error"] < 0.1 and rows.loc["onnxruntime", "mean_rel_error"] < 1e-5
+    assert rows.loc["hls4ml", "resolution"] > rows.loc["onnxruntime", "resolution"]

@@ -44,8 +44,8 @@ def test_jit_compile_agrees_at_every_batch_size(plain, jet_dnn_keras):
 
 @pytest.mark.parametrize("options, message", [
     ({"jit_compile": "yes"}, "jit_compile must be True or False"),
-    ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
-    ({"threads": 0}, "threads must be a positive integer"),
+    ({"device": "tpu"}, r"device must be one of \['cpu', 'cuda'\]"),
+    ({"threads": 0}, "threads must be an integer >= 1"),
 ])
 def test_bad_options_are_named(jet_dnn_keras, options, message):
     with pytest.raises(ValueError, match=message):
@@ -61,7 +61,7 @@ def test_cuda_without_a_gpu_is_unavailable(jet_dnn_keras):
 
 def test_info_reports_versions_and_the_saved_model(plain, jet_dnn_keras):
     info = plain.info
-    assert info["tensorflow_version"] == tf.__version__ and info["keras_version"] == keras.__version__
+    assert info.versions == {"tensorflow": tf.__version__, "keras": keras.__version__}
     assert info["artifact_kind"] == ".keras file"
     assert info["artifact_bytes"] == os.path.getsize(info["artifact_path"]) > 0
     # the artifact is the deployable model: reloaded, it gives the same answers

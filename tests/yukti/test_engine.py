@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import yukti
+from yukti import curves
 from yukti.engine import TimingPolicy, batch_of, time_calls
 from yukti.results import COLUMNS
 
@@ -182,13 +183,16 @@ def test_each_finished_backend_is_stored_before_the_next_starts(tmp_path, jet_dn
     stored = yukti.results.load(tmp_path)
     assert sorted(zip(stored.backend, stored.batch_size)) == [("onnxruntime", 1), ("onnxruntime", 4), ("reference", 1), ("reference", 4)]
     assert stored.run_id.nunique() == 1 and (stored.status == "ok").all()
-    assert len(list(tmp_path.iterdir())) == 1  # one run, one file, rewritten as backends finish
+    # one run, one results file and its curves file, both rewritten as backends finish
+    (run_file,) = [p for p in tmp_path.iterdir() if not curves.is_curves_file(p)]
+    assert [p.name for p in tmp_path.iterdir() if p != run_file] == [curves.path_for(run_file, stored.run_id[0]).name]
+    assert set(curves.load(tmp_path, stored.run_id.unique())["backend"]) == {"reference", "onnxruntime"}
 
 
 def test_a_completed_run_is_one_file_with_every_row(tmp_path, jet_dnn):
     frame = yukti.benchmark(jet_dnn, backends=["reference", "onnxruntime"], batch_sizes=(1, 2), policy=QUICK,
                             max_eval_samples=200, store=str(tmp_path))
-    (path,) = tmp_path.iterdir()
+    (path,) = [p for p in tmp_path.iterdir() if not curves.is_curves_file(p)]
     stored = yukti.results.load(tmp_path)
     assert len(stored) == len(frame) == 4
     assert list(stored.backend) == list(frame.backend) and list(stored.batch_size) == list(frame.batch_size)
@@ -219,3 +223,33 @@ def test_timing_policy_refuses_meaningless_values(kwargs, name):
 def test_timing_policy_takes_any_number_type_as_plain_values():
     policy = TimingPolicy(time_budget_s=np.float32(0.5), min_calls=np.int64(3), warmup_calls=0, warmup_s=0)
     assert type(policy.time_budget_s) is float and type(policy.min_calls) is int and policy.min_calls == 3
+
+
+def test_a_stored_run_keeps_the_fidelity_curves_of_every_backend(tmp_path, jet_dnn):
+    frame = yukti.benchmark(jet_dnn, backends=["reference", "onnxruntime", "torch"],
+                            batch_sizes=(1,), policy=QUICK, max_eval_samples=1000, store=str(tmp_path))
+    stored = curves.load(tmp_path, frame.run_id.unique())
+    assert set(stored["model"]) == {"jet_dnn"} and set(stored["task"]) == {"classification"}
+    # the options are the stored rows' (JSON text), so every curve finds its row
+    keys = ["backend", "options"]
+    assert set(map(tuple, stored[keys].drop_duplicates().to_numpy())) == set(map(tuple, frame[keys].drop_duplicates().to_numpy()))
+    eff = stored[stored["curve"] == curves.EFFICIENCY]
+    assert set(eff["backend"]) == {"reference", "onnxruntime", "torch"}
+    for backend, row in frame.groupby("backend").first().iterrows():  # the curve passes through the stored summary
+        on_curve = eff[(eff["backend"] == backend) & np.isclose(eff["x"], 0.01)]["y"].item()
+        assert on_curve == pytest.approx(row["eff_at_bkg_1pct"], abs=1e-9)
+    diffs = stored[stored["curve"] == curves.ABS_DIFF]
+    assert set(diffs["backend"]) == {"onnxruntime", "torch"}  # the reference is the yardstick
+    for _, hist in diffs.groupby("backend"):
+        assert hist["y"].sum() + hist["n_equal"].iloc[0] == hist["n_values"].iloc[0] == 1000 * 5
+
+
+def test_a_backend_whose_curves_fail_is_still_measured(tmp_path, jet_dnn, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no curves today")
+
+    monkeypatch.setattr(curves, "of_backend", broken)
+    frame = yukti.benchmark(jet_dnn, backends=["onnxruntime"], batch_sizes=(1,), policy=QUICK, max_eval_samples=200,
+                            store=str(tmp_path))
+    assert (frame.status == "ok").all()
+    assert curves.load(tmp_path, frame.run_id.unique()).empty and "no fidelity curves for onnxruntime" in caplog.text

@@ -89,9 +89,10 @@ def test_node_count_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_generated_source_limit_names_the_node(monkeypatch: pytest.MonkeyPatch, jet_dnn) -> None:
-    import runners.cpp.runner  # noqa: F401  (registers the emitters)
+    from runners.cpp import codegen
 
     monkeypatch.setattr(limits, "MAX_GENERATED_SOURCE_BYTES", 20_000)
+    monkeypatch.setattr(codegen, "_generated", codegen._Generated())  # code generated earlier is remembered
     support = yukti.runner_class("cpp").supports(jet_dnn)
     assert not support and "MAX_GENERATED_SOURCE_BYTES" in support.reason and "at node" in support.reason
 

@@ -1,4 +1,4 @@
-"""yukti.metrics: latency statistics, fidelity to the reference and the physics metrics."""
+"""yukti.metrics: latency statistics, fidelity to the reference per task, task checks and the physics metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from yukti.metrics import fidelity, latency_stats, physics, signal_score
+from yukti.errors import InputError
+from yukti.metrics import (
+    CHECK_LIMITS,
+    REL_SCALE_FLOOR,
+    anomaly_score,
+    fidelity,
+    latency_stats,
+    physics,
+    regression_errors,
+    signal_score,
+    task_check,
+)
 
 # -- latency_stats ---------------------------------------------------------------------------------
 
@@ -181,3 +192,82 @@ def test_physics_one_class_only_is_nan(labels: np.ndarray) -> None:
     result = physics(outputs, labels, signal_class=1)
     assert set(result) == {"auc", "eff_at_bkg_1pct", "eff_at_bkg_10pct"}
     assert all(math.isnan(v) for v in result.values())
+
+
+# -- tasks: regression and anomaly metrics -------------------------------------------------------------
+
+
+def test_regression_errors_by_hand() -> None:
+    reference = np.array([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])  # sample norms 5, 1, 2
+    outputs = reference + np.array([[0.3, 0.4], [0.0, 0.1], [0.0, 0.0]])  # residual norms 0.5, 0.1, 0
+    result = fidelity(outputs, reference, "regression")
+    assert result["max_rel_error"] == pytest.approx(0.1)  # 0.5 / 5 and 0.1 / 1
+    assert result["mean_rel_error"] == pytest.approx((0.1 + 0.1 + 0.0) / 3)
+    residual = (outputs - reference).ravel()
+    assert result["resolution"] == pytest.approx(residual.std())
+    assert result["max_abs_diff"] == pytest.approx(0.4)
+    assert "argmax_agreement" not in result  # meaningless for numbers that are not classes
+
+
+def test_relative_error_of_a_zero_reference_is_finite() -> None:
+    reference = np.array([[0.0], [1.0], [2.0]])
+    outputs = reference + 1e-3
+    errors = regression_errors(outputs, reference)
+    floor = REL_SCALE_FLOOR * np.abs(reference).mean()
+    assert errors["max_rel_error"] == pytest.approx(1e-3 / floor)
+    assert math.isfinite(errors["max_rel_error"])
+
+
+def test_resolution_ignores_a_constant_bias() -> None:
+    reference = np.random.default_rng(4).normal(size=(50, 3))
+    assert regression_errors(reference + 0.5, reference)["resolution"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_anomaly_score_and_its_fidelity() -> None:
+    rng = np.random.default_rng(5)
+    inputs = rng.normal(size=(40, 6))
+    reference = inputs * 0.9  # a reconstruction
+    score = anomaly_score(reference, inputs)
+    np.testing.assert_allclose(score, ((0.1 * inputs) ** 2).mean(axis=1))
+    result = fidelity(reference * 1.01, reference, "anomaly", inputs=inputs)
+    assert result["mean_rel_error"] == pytest.approx(0.01)
+    ours = anomaly_score(reference * 1.01, inputs)
+    assert result["score_rel_error"] == pytest.approx(np.mean(np.abs(ours - score) / score))
+    with pytest.raises(ValueError, match="inputs"):
+        fidelity(reference, reference, "anomaly")
+    with pytest.raises(ValueError, match="shaped like the inputs"):
+        anomaly_score(reference[:, :5], inputs)
+
+
+def test_physics_of_an_anomaly_score_uses_the_reconstruction_error() -> None:
+    inputs = np.r_[np.zeros((20, 4)), np.ones((10, 4))]
+    reconstruction = np.zeros_like(inputs)  # reconstructs "normal" (zeros) only: the ones are anomalous
+    labels = np.r_[np.zeros(20, int), np.ones(10, int)]
+    result = physics(reconstruction, labels, signal_class=1, task="anomaly", inputs=inputs)
+    assert result["auc"] == pytest.approx(1.0) and result["eff_at_bkg_1pct"] == pytest.approx(1.0)
+    assert physics(reconstruction, labels, 1, task="regression") == {}
+
+
+def test_unknown_task_is_refused() -> None:
+    with pytest.raises(InputError, match="classification"):
+        fidelity(np.zeros((2, 2)), np.zeros((2, 2)), "segmentation")
+
+
+def test_task_check_limits_and_constant_output() -> None:
+    rng = np.random.default_rng(6)
+    reference = rng.uniform(1.0, 2.0, size=(100, 4))
+    metrics, problems = task_check(reference * 1.02, reference, "regression")
+    assert problems == [] and metrics["mean_rel_error"] == pytest.approx(0.02)
+    _, problems = task_check(reference * 2.0, reference, "regression")
+    assert problems == ["mean relative error 1 > 0.5"]
+    _, problems = task_check(reference * 1.2, reference, "regression", limits={"mean_rel_error": 0.1})
+    assert problems == ["mean relative error 0.2 > 0.1"]
+    constant = np.tile(reference[0], (100, 1))
+    _, problems = task_check(constant, reference, "regression")
+    assert any("same for every sample" in p for p in problems)
+    # classification: the historical argmax agreement limit, its direction from the vocabulary
+    flipped = reference.copy()
+    flipped[:20] = flipped[:20, ::-1]
+    _, problems = task_check(flipped, reference, "classification", limits={"argmax_agreement": 0.95})
+    assert len(problems) == 1 and problems[0].startswith("argmax agreement") and "< 0.95" in problems[0]
+    assert CHECK_LIMITS["classification"] == {"argmax_agreement": 0.9}

@@ -82,7 +82,7 @@ def test_later_run_with_extra_column_loads_union(tmp_path: Path) -> None:
     loaded = results.load(tmp_path)
     assert "new_metric" in loaded.columns
     assert list(loaded.columns[: len(COLUMNS)]) == COLUMNS  # extras come after the schema
-    assert list(loaded.columns[len(COLUMNS):]) == ["new_metric"]
+    assert list(loaded.columns[len(COLUMNS):]) == ["new_metric", *results.DERIVED_COLUMNS]  # derived metrics come last
     old = loaded[loaded["run_id"] == "old"]
     new = loaded[loaded["run_id"] == "new"]
     assert len(old) == 2 and len(new) == 2
@@ -97,7 +97,7 @@ def test_empty_or_missing_store(tmp_path: Path, make_folder: bool) -> None:
         store.mkdir()
     loaded = results.load(store)
     assert len(loaded) == 0
-    assert list(loaded.columns) == COLUMNS
+    assert list(loaded.columns) == COLUMNS + results.DERIVED_COLUMNS
 
 
 def test_store_with_only_an_empty_run(tmp_path: Path) -> None:
@@ -252,7 +252,9 @@ def test_from_asv_values_units_and_derived_scores(tmp_path: Path) -> None:
     assert frame.loc[(first, "cpp", 1), "time_call_q25_us"] == pytest.approx(1.8)
     # per-backend metrics (no batch parameter) fill every batch row of their model x backend
     for batch in (1, 1024):
-        assert frame.loc[(first, "onnxruntime", batch), "argmax_disagreement"] == pytest.approx(0.002)
+        # tracked under its old name, read as the vocabulary's accuracy_drop (a migration)
+        assert "argmax_disagreement" not in frame.columns
+        assert frame.loc[(first, "onnxruntime", batch), "accuracy_drop"] == pytest.approx(0.002)
         assert frame.loc[(first, "onnxruntime", batch), "argmax_agreement"] == pytest.approx(0.998)
         assert frame.loc[(first, "onnxruntime", batch), "auc"] == pytest.approx(1 - 0.021)
         assert frame.loc[(first, "onnxruntime", batch), "peakmem_prepare_mb"] == pytest.approx(320.0)
@@ -292,7 +294,7 @@ def test_from_asv_missing_or_empty_results(tmp_path: Path, make_folder: bool) ->
         folder.mkdir()
     frame = results.from_asv(folder)
     assert len(frame) == 0
-    assert list(frame.columns) == COLUMNS + results.ASV_COLUMNS
+    assert list(frame.columns) == COLUMNS + results.ASV_COLUMNS + results.DERIVED_COLUMNS
 
 
 # -- a store that degrades, not dies -------------------------------------------------------------------
@@ -339,7 +341,7 @@ def test_a_store_of_only_bad_files_loads_empty(tmp_path: Path) -> None:
     (tmp_path / "garbage.parquet").write_bytes(b"\x00" * 64)
     with pytest.warns(results.StoreWarning, match="garbage.parquet"):
         loaded = results.load(tmp_path)
-    assert len(loaded) == 0 and list(loaded.columns) == COLUMNS
+    assert len(loaded) == 0 and list(loaded.columns) == COLUMNS + results.DERIVED_COLUMNS
 
 
 def _leftover(folder: Path, target_name: str, data: bytes, age_s: float) -> Path:

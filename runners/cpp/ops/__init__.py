@@ -1,6 +1,6 @@
 """Operator emitters: one module per operator or small family.
 
-An emitter is a pure function `(node, ctx) -> str` returning C++ statements that compute the
+An emitter is a pure function `emit(node: ir.Node, ctx: EmitContext) -> str` (runners/cpp/context.py) returning C++ statements that compute the
 node's outputs for the `nb` samples of the current tile. Every batched tensor is contiguous with
 the batch first, so a tensor's tile pointer `ctx.ptr(name)` plus `n * value.size` is sample n.
 An emitter refuses what it cannot do with `unsupported(node, why)`. To add an operator, copy
@@ -14,15 +14,18 @@ from typing import Callable
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from yukti.errors import UnsupportedModelError
 
-EMITTERS: dict[str, Callable] = {}
+Emitter = Callable[[ir.Node, EmitContext], str]
+EMITTERS: dict[str, Emitter] = {}
 # Ops whose output is the input's buffer re-read with another shape (all tensors are contiguous).
 ALIASING_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 
 
-def emits(*ops: str) -> Callable[[Callable], Callable]:
-    def register(function: Callable) -> Callable:
+def emits(*ops: str) -> Callable[[Emitter], Emitter]:
+    def register(function: Emitter) -> Emitter:
         for op in ops:
             if op in EMITTERS:
                 raise RuntimeError(f"two emitters for {op}")
@@ -32,7 +35,7 @@ def emits(*ops: str) -> Callable[[Callable], Callable]:
     return register
 
 
-def unsupported(node, why: str) -> UnsupportedModelError:  # noqa: ANN001
+def unsupported(node: ir.Node, why: str) -> UnsupportedModelError:
     return UnsupportedModelError(f"cpp: {node.op} node {node.name!r}: {why}")
 
 
@@ -47,9 +50,7 @@ def c_float(value: float) -> str:
 
 
 def supported_ops() -> set[str]:
-    from runners.cpp.ir import REMOVED_OPS
-
-    return set(EMITTERS) | ALIASING_OPS | REMOVED_OPS | {"Constant"}
+    return set(EMITTERS) | ALIASING_OPS | ir.REMOVED_OPS | {"Constant"}
 
 
 # Register the emitters (imported for their side effect).

@@ -9,11 +9,13 @@ Three steps, as in onnx2c's operator files:
 
 from __future__ import annotations
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported  # noqa: F401
 
 
 # @emits("MyOp")
-def emit_my_op(node, ctx) -> str:  # noqa: ANN001
+def emit_my_op(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
     size = ctx.value(y).size
     return f"""

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 
 @emits("BatchNormalization")
-def emit_batch_normalization(node, ctx) -> str:  # noqa: ANN001
+def emit_batch_normalization(node: ir.Node, ctx: EmitContext) -> str:
     if node.attr("training_mode", 0):
         raise unsupported(node, "training_mode=1 (batch statistics, running-mean updates) is not supported; "
                                 "only inference with the stored mean and variance")

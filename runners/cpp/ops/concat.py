@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 
 @emits("Concat")
-def emit_concat(node, ctx) -> str:  # noqa: ANN001
+def emit_concat(node: ir.Node, ctx: EmitContext) -> str:
     y = node.outputs[0]
     out_shape = ctx.value(y).shape  # per sample
     rank = len(out_shape) + 1

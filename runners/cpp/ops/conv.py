@@ -21,18 +21,26 @@ no float reduction is reordered, so no -ffast-math is needed.
 
 Fallback (inputs too large for the stack buffer): one axpy per tap over the output range where
 that tap reads inside the image; the ranges are worked out here, at generation time.
+
+Over 400 lines on purpose: the cost model picks between the three strategies, which share the
+window geometry (also used by pool.py) and the weight layouts; split, each part would need the others.
 """
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 SCRATCH_LIMIT_FLOATS = 48 * 1024  # stack buffers of one Conv (192 KiB): padded input and one output block
 
 
-def window_geometry(node, in_sizes, kernel, strides, dilations, *, ceil_mode=False):  # noqa: ANN001, ANN201
+def window_geometry(node: ir.Node, in_sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
+                    dilations: Sequence[int], *, ceil_mode: bool = False) -> tuple[list[int], list[int], list[int]]:
     """(pads_begin, pads_end, out_sizes) per spatial axis, as ONNX runtimes compute them.
 
     With ceil_mode a last window that would start in the end padding is dropped (onnxruntime, the
@@ -75,7 +83,7 @@ def window_geometry(node, in_sizes, kernel, strides, dilations, *, ceil_mode=Fal
     return begin, end, outs
 
 
-def spatial_attrs(node, rank: int, kernel: list[int]) -> tuple[list[int], list[int]]:  # noqa: ANN001
+def spatial_attrs(node: ir.Node, rank: int, kernel: list[int]) -> tuple[list[int], list[int]]:
     strides = list(node.attr("strides", [1] * rank))
     dilations = list(node.attr("dilations", [1] * rank))
     if len(strides) != rank or len(dilations) != rank:
@@ -87,7 +95,7 @@ def spatial_attrs(node, rank: int, kernel: list[int]) -> tuple[list[int], list[i
     return strides, dilations
 
 
-def check_output_shape(node, ctx, y: str, channels: int, outs: list[int]) -> None:  # noqa: ANN001
+def check_output_shape(node: ir.Node, ctx: EmitContext, y: str, channels: int, outs: list[int]) -> None:
     expected = (channels, *outs)
     inferred = tuple(ctx.value(y).shape)
     if inferred != expected:
@@ -127,7 +135,7 @@ def _cover(rows_a: int, rows_b: int, k: int, vector_load: float) -> tuple[int, i
     return best
 
 
-def _activation(node) -> str:  # noqa: ANN001
+def _activation(node: ir.Node) -> str:
     """Expression on `v` for an activation fused into this node by codegen (NaN stays NaN)."""
     act = node.attr("fused_activation", "") or ""
     if act == "Relu":
@@ -137,7 +145,7 @@ def _activation(node) -> str:  # noqa: ANN001
     return "v"
 
 
-def _split(total: int, step: int, var: str, emit) -> list[str]:  # noqa: ANN001
+def _split(total: int, step: int, var: str, emit: Callable[[int], list[str]]) -> list[str]:
     """Loop `var` over [0, total) by `step` (emit(step)), then one remainder block (emit(rest))."""
     full, rest = total - total % step, total % step
     out = []
@@ -153,7 +161,7 @@ def _split(total: int, step: int, var: str, emit) -> list[str]:  # noqa: ANN001
 
 
 @emits("Conv")
-def emit_conv(node, ctx) -> str:  # noqa: ANN001, C901
+def emit_conv(node: ir.Node, ctx: EmitContext) -> str:  # noqa: C901
     x, w_name, y = node.inputs[0], node.inputs[1], node.outputs[0]
     b_name = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] else None
     xv = ctx.value(x)
@@ -272,7 +280,8 @@ def emit_conv(node, ctx) -> str:  # noqa: ANN001, C901
     return "\n".join(lines)
 
 
-def _spatial_blocks(ctx, node, weight, bias, group, g, mb, v, vectors, flat, act) -> list[str]:  # noqa: ANN001, C901
+def _spatial_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: np.ndarray | None, group: int, g: dict[str, int],  # noqa: C901
+                    mb: int, v: int, vectors: int, flat: bool, act: str) -> list[str]:
     """MB output channels x V vectors of neighbouring outputs (a flat row, or one output row)."""
     cg, mg, kh, kw, dh, sh, wq, oh, ow = (g[k] for k in ("cg", "mg", "kh", "kw", "dh", "sh", "wq", "oh", "ow"))
     plane, taps = g["plane"], g["taps"]
@@ -332,7 +341,8 @@ def _spatial_blocks(ctx, node, weight, bias, group, g, mb, v, vectors, flat, act
             *["  " + line for line in body], "}"]
 
 
-def _channel_blocks(ctx, node, weight, bias, group, g, pb, v, act) -> list[str]:  # noqa: ANN001
+def _channel_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: np.ndarray | None, group: int, g: dict[str, int],
+                    pb: int, v: int, act: str) -> list[str]:
     """P output positions x V vectors of 8 output channels (channels padded to whole vectors)."""
     cg, mg, kh, kw, dh, sh, wq, oh, ow = (g[k] for k in ("cg", "mg", "kh", "kw", "dh", "sh", "wq", "oh", "ow"))
     plane, taps = g["plane"], g["taps"]
@@ -397,7 +407,7 @@ def _range(out: int, size: int, stride: int, dilation: int, pad: int, tap: int) 
     return lo, max(lo, hi)
 
 
-def _direct(ctx, x, y, wt, bt, g, act: str) -> str:  # noqa: ANN001
+def _direct(ctx: EmitContext, x: str, y: str, wt: str, bt: str | None, g: dict[str, int], act: str) -> str:
     c, h, w, m, groups = g["c"], g["h"], g["w"], g["m"], g["g"]
     kh, kw, sh, sw, dh, dw = g["kh"], g["kw"], g["sh"], g["sw"], g["dh"], g["dw"]
     pt, pl, oh, ow = g["pt"], g["pl"], g["oh"], g["ow"]

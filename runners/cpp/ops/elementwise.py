@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import c_float, emits, unsupported
 
 
-def _unary(node, ctx, expression: str) -> str:  # noqa: ANN001
+def _unary(node: ir.Node, ctx: EmitContext, expression: str) -> str:
     """`expression` computes from `v` (a float); applied to every element of the tile."""
     x, y = node.inputs[0], node.outputs[0]
     return f"""
@@ -21,54 +23,54 @@ for (int64_t i = 0; i < nb * {ctx.value(y).size}; ++i) {{
 
 
 @emits("Relu")
-def emit_relu(node, ctx) -> str:  # noqa: ANN001
+def emit_relu(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "v < 0.0f ? 0.0f : v")  # NaN stays NaN, as in ONNX
 
 
 @emits("LeakyRelu")
-def emit_leaky_relu(node, ctx) -> str:  # noqa: ANN001
+def emit_leaky_relu(node: ir.Node, ctx: EmitContext) -> str:
     alpha = c_float(node.attr("alpha", 0.01))
     return _unary(node, ctx, f"v >= 0.0f ? v : {alpha} * v")
 
 
 @emits("Elu")
-def emit_elu(node, ctx) -> str:  # noqa: ANN001
+def emit_elu(node: ir.Node, ctx: EmitContext) -> str:
     alpha = c_float(node.attr("alpha", 1.0))
     return _unary(node, ctx, f"v >= 0.0f ? v : {alpha} * (std::exp(v) - 1.0f)")
 
 
 @emits("Sigmoid")
-def emit_sigmoid(node, ctx) -> str:  # noqa: ANN001
+def emit_sigmoid(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "1.0f / (1.0f + std::exp(-v))")
 
 
 @emits("Tanh")
-def emit_tanh(node, ctx) -> str:  # noqa: ANN001
+def emit_tanh(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "std::tanh(v)")
 
 
 @emits("Exp")
-def emit_exp(node, ctx) -> str:  # noqa: ANN001
+def emit_exp(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "std::exp(v)")
 
 
 @emits("Abs")
-def emit_abs(node, ctx) -> str:  # noqa: ANN001
+def emit_abs(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "std::fabs(v)")
 
 
 @emits("Neg")
-def emit_neg(node, ctx) -> str:  # noqa: ANN001
+def emit_neg(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "-v")
 
 
 @emits("Sqrt")
-def emit_sqrt(node, ctx) -> str:  # noqa: ANN001
+def emit_sqrt(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "std::sqrt(v)")
 
 
 @emits("Clip")
-def emit_clip(node, ctx) -> str:  # noqa: ANN001
+def emit_clip(node: ir.Node, ctx: EmitContext) -> str:
     low, high = node.attr("min"), node.attr("max")  # opset < 11 attributes
     for position, name in ((1, "min"), (2, "max")):
         if len(node.inputs) > position and node.inputs[position]:
@@ -103,7 +105,7 @@ def _strides(shape: tuple[int, ...], out: tuple[int, ...]) -> list[int]:
 
 
 @emits("Add", "Sub", "Mul", "Div")
-def emit_binary(node, ctx) -> str:  # noqa: ANN001
+def emit_binary(node: ir.Node, ctx: EmitContext) -> str:
     operator = _BINARY[node.op]
     y = node.outputs[0]
     out_shape = ctx.value(y).shape

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 
@@ -17,7 +19,7 @@ BLOCK_VECTORS = 4  # accumulators per register block for one row
 ROWS = 2  # rows sharing each weight load in the batched kernel (ROWS x BLOCK_VECTORS accumulators)
 
 
-def _activation(node, vector: bool = False) -> str:  # noqa: ANN001
+def _activation(node: ir.Node, vector: bool = False) -> str:
     """Expression on `v` (a float, or a vf8 when `vector`) for an activation fused into this node by
     codegen.fuse_activations. NaN stays NaN, as in ONNX."""
     relu = "v < vf8{} ? vf8{} : v" if vector else "v < 0.0f ? 0.0f : v"
@@ -74,7 +76,7 @@ def _block(n_vectors: int, rows: int, k: int, n_padded: int, start: int, n: int,
     return "\n".join(lines)
 
 
-def _dense(ctx, node, x: str, y: str, weight: np.ndarray, bias: np.ndarray | None, rows: int) -> str:  # noqa: ANN001
+def _dense(ctx: EmitContext, node: ir.Node, x: str, y: str, weight: np.ndarray, bias: np.ndarray | None, rows: int) -> str:
     k, n = weight.shape
     n_vectors = -(-n // LANES)
     n_padded = n_vectors * LANES
@@ -115,7 +117,7 @@ def _indent(text: str, n: int) -> str:
 
 
 @emits("Gemm")
-def emit_gemm(node, ctx) -> str:  # noqa: ANN001
+def emit_gemm(node: ir.Node, ctx: EmitContext) -> str:
     a, b = node.inputs[0], node.inputs[1]
     if node.attr("transA", 0):
         raise unsupported(node, "transA=1 would transpose the batch dimension")
@@ -138,7 +140,7 @@ def emit_gemm(node, ctx) -> str:  # noqa: ANN001
 
 
 @emits("MatMul")
-def emit_matmul(node, ctx) -> str:  # noqa: ANN001
+def emit_matmul(node: ir.Node, ctx: EmitContext) -> str:
     a, b = node.inputs
     if ctx.value(b).batched:
         raise unsupported(node, "the right operand must be a constant matrix (activation x activation is not supported)")

@@ -20,8 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import c_float, emits, unsupported
 from runners.cpp.ops.conv import check_output_shape, spatial_attrs, window_geometry
+
+Pair = tuple[int, int]  # (rows, columns)
 
 
 def _taps(out: int, size: int, stride: int, dilation: int, pad: int, kernel: int) -> list[tuple[int, int]]:
@@ -51,7 +55,7 @@ def _counts(out: int, size: int, stride: int, dilation: int, begin: int, end: in
     return counts
 
 
-def _window_pool(node, ctx, kind: str) -> str:  # noqa: ANN001, C901
+def _window_pool(node: ir.Node, ctx: EmitContext, kind: str) -> str:  # noqa: C901
     x, y = node.inputs[0], node.outputs[0]
     if kind == "max" and len(node.outputs) > 1 and node.outputs[1]:
         indices = node.outputs[1]
@@ -129,7 +133,8 @@ PADDED_LIMIT_FLOATS = 16 * 1024  # stack buffer for one padded plane
 MAX_TERMS = 64  # taps per fused statement; wider windows fall back to per-tap ranges
 
 
-def _padded_pool(ctx, x, y, kind, channels, size, kernel, stride, dilation, pad, out, div):  # noqa: ANN001
+def _padded_pool(ctx: EmitContext, x: str, y: str, kind: str, channels: int, size: Pair, kernel: Pair, stride: Pair,
+                 dilation: Pair, pad: Pair, out: Pair, div: str | None) -> str | None:
     """Each plane is copied into a buffer filled with the identity of the reduction (-inf or 0) and
     split by column phase (column mod stride), so every window tap reads a unit-stride run with no
     bounds: one fused statement per output row, vectorized over the output columns. None when the
@@ -186,16 +191,16 @@ for (int64_t p = 0; p < nb * {channels}; ++p) {{
 
 
 @emits("MaxPool")
-def emit_max_pool(node, ctx) -> str:  # noqa: ANN001
+def emit_max_pool(node: ir.Node, ctx: EmitContext) -> str:
     return _window_pool(node, ctx, "max")
 
 
 @emits("AveragePool")
-def emit_average_pool(node, ctx) -> str:  # noqa: ANN001
+def emit_average_pool(node: ir.Node, ctx: EmitContext) -> str:
     return _window_pool(node, ctx, "avg")
 
 
-def _global_pool(node, ctx, kind: str) -> str:  # noqa: ANN001
+def _global_pool(node: ir.Node, ctx: EmitContext, kind: str) -> str:
     x, y = node.inputs[0], node.outputs[0]
     xv = ctx.value(x)
     if not xv.batched:
@@ -240,10 +245,10 @@ for (int64_t p = 0; p < nb * {channels}; ++p) {{
 
 
 @emits("GlobalAveragePool")
-def emit_global_average_pool(node, ctx) -> str:  # noqa: ANN001
+def emit_global_average_pool(node: ir.Node, ctx: EmitContext) -> str:
     return _global_pool(node, ctx, "avg")
 
 
 @emits("GlobalMaxPool")
-def emit_global_max_pool(node, ctx) -> str:  # noqa: ANN001
+def emit_global_max_pool(node: ir.Node, ctx: EmitContext) -> str:
     return _global_pool(node, ctx, "max")

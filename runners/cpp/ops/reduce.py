@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 _AXES_INPUT_SINCE = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18}
 
 
-def _axes(node, ctx, rank: int) -> list[int] | None:  # noqa: ANN001
+def _axes(node: ir.Node, ctx: EmitContext, rank: int) -> list[int] | None:
     """Normalized axes, or None when none are given."""
     if ctx.graph.opset >= _AXES_INPUT_SINCE[node.op]:
         if len(node.inputs) < 2 or not node.inputs[1]:
@@ -37,7 +39,7 @@ def _axes(node, ctx, rank: int) -> list[int] | None:  # noqa: ANN001
 
 
 @emits("ReduceMean", "ReduceSum", "ReduceMax")
-def emit_reduce(node, ctx) -> str:  # noqa: ANN001
+def emit_reduce(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
     value = ctx.value(x)
     if not value.batched:

@@ -4,16 +4,18 @@ here we only check that they leave the batch dimension alone."""
 
 from __future__ import annotations
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 
 @emits("Identity")
-def emit_identity(node, ctx) -> str:  # noqa: ANN001
+def emit_identity(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
     return f"std::memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, sizeof(float) * nb * {ctx.value(y).size});"
 
 
-def check_alias(node, ctx) -> None:  # noqa: ANN001
+def check_alias(node: ir.Node, ctx: EmitContext) -> None:
     """Shape-only ops are valid as aliases when per-sample sizes agree (the IR already checked the
     batch stays leading)."""
     x, y = ctx.value(node.inputs[0]), ctx.value(node.outputs[0])

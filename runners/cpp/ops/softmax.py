@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 
 @emits("Softmax")
-def emit_softmax(node, ctx) -> str:  # noqa: ANN001
+def emit_softmax(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.value(x).shape  # per sample
     rank = len(shape) + 1

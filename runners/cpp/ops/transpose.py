@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from runners.cpp import ir
+from runners.cpp.context import EmitContext
 from runners.cpp.ops import emits, unsupported
 
 
@@ -31,7 +33,7 @@ def _merge(shape: tuple[int, ...], perm: list[int]) -> tuple[list[int], list[int
 
 
 @emits("Transpose")
-def emit_transpose(node, ctx) -> str:  # noqa: ANN001
+def emit_transpose(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
     value = ctx.value(x)
     if not value.batched:

@@ -96,11 +96,13 @@ def test_broadcasting_arithmetic_and_activations_match_onnxruntime():
 def test_cache_is_reused_across_processes(jet_dnn):
     first = yukti.runner("cpp", jet_dnn)
     code = ("import yukti, sys; m = yukti.load(sys.argv[1]); r = yukti.runner('cpp', m); "
-            "print(r.info['cache_hit'], r.info['artifact_path'])")
+            "print(r.info['cache_hit'], r.info['artifact_path'], repr(r.info.build_s))")
     path = jet_dnn.save(yukti.ArtifactCache().root / "jet.onnx")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=os.environ, check=True)
-    hit, artifact = out.stdout.split()
+    hit, artifact, build_s = out.stdout.split()
     assert hit == "True" and artifact == first.info["artifact_path"]
+    # build_s is the compiler's time, whoever paid it: the builder's seconds on a hit, never 0
+    assert float(build_s) == first.info.build_s > 0
 
 
 def test_info_records_flags_and_sizes(jet_dnn):

@@ -1,0 +1,54 @@
+"""What the runner's options may hold, and hls4ml's configuration dict built from them.
+
+The runner declares its options (yukti.options.Option) with the choices and checks here, so the
+base class refuses a typo in milliseconds, naming what is allowed, instead of hls4ml failing deep
+inside a conversion (or, for some values, converting into nonsense).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runners.hls4ml.frontend import Frontend
+from yukti.model import Model
+
+PRECISION = re.compile(r"^(ap_)?(u?fixed|u?int)<[^<>]+>$")
+STRATEGIES = ("Latency", "Resource")
+IO_TYPES = ("io_parallel", "io_stream")
+GRANULARITIES = ("model", "type", "name")
+HLS_BACKENDS = ("Vivado", "Vitis")
+
+
+def _is_precision(value: Any) -> bool:
+    return isinstance(value, str) and bool(PRECISION.match(value.replace(" ", "")))
+
+
+def precision(value: Any) -> str:
+    """For `Option.check`: an ap_fixed/ap_int type as hls4ml writes it (spaces allowed), unchanged."""
+    if _is_precision(value):
+        return value
+    raise ValueError("like 'ap_fixed<16,6>' or 'ap_int<8>'")
+
+
+def layer_precisions(value: Any) -> dict[str, Any]:
+    """For `Option.check`: {hls4ml layer name: precision, or {"result"|"weight"|"bias"|"accum": precision}}."""
+    if not isinstance(value, dict):
+        raise ValueError(f"a dict {{layer name: precision}} (not a {type(value).__name__})")
+    for layer, entry in value.items():
+        values = entry.values() if isinstance(entry, dict) else [entry]
+        if not all(_is_precision(v) for v in values):
+            raise ValueError(f"a dict whose values are precisions like 'ap_fixed<16,6>' or dicts "
+                             f"{{'result'|'weight'|'bias'|'accum': precision}} ({layer!r} has {entry!r})")
+    return value
+
+
+def hls_config(frontend: Frontend, model: Model, options: dict[str, Any]) -> dict[str, Any]:
+    """hls4ml's configuration: the source's own defaults at the chosen precision, strategy and
+    reuse factor, then the per-layer precision overrides."""
+    config = frontend.config(model, granularity=options["granularity"], backend=options["hls_backend"],
+                             default_precision=options["precision"], default_reuse_factor=options["reuse_factor"])
+    config["Model"]["Strategy"] = options["strategy"]
+    for layer, value in (options["layer_precision"] or {}).items():
+        config.setdefault("LayerName", {}).setdefault(layer, {})["Precision"] = dict(value) if isinstance(value, dict) else value
+    return config

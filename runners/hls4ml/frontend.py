@@ -1,0 +1,83 @@
+"""What each source (Keras, torch, ONNX) must answer for hls4ml, and the one place that picks it.
+
+hls4ml has a separate converter, configuration helper and layer vocabulary per source, and the
+float activations a diagnosis compares with come from each source's own framework. Everything
+that differs by source lives behind `Frontend`, so the rest of the package never branches on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+
+from yukti.model import Model
+
+SOURCES = ("auto", "keras", "torch", "onnx")
+_MODULES = {"keras": "runners.hls4ml.keras", "torch": "runners.hls4ml.torch", "onnx": "runners.hls4ml.onnx"}
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[io.StringIO]:
+    """hls4ml prints its topology and progress on stdout; keep it for error messages only."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        yield buffer
+
+
+class Frontend:
+    """One source form of a model as hls4ml reads it. Stateless: one shared instance per source."""
+
+    source: ClassVar[str] = ""
+
+    def unsupported_layers(self, model: Model) -> tuple[tuple[str, str], ...]:
+        """(type, name) of each layer hls4ml cannot convert; UnsupportedModelError when it cannot tell."""
+        raise NotImplementedError
+
+    def kernel_sizes(self, model: Model) -> list[tuple[str, str, int]]:
+        """(type, name, weights) of each layer with a weight kernel: supports() bounds these."""
+        return onnx_kernel_sizes(model)
+
+    def config(self, model: Model, **common: Any) -> dict[str, Any]:
+        """hls4ml's configuration dict for the model (`common`: granularity, backend, precision, reuse)."""
+        raise NotImplementedError
+
+    def convert(self, model: Model, config: dict[str, Any], **kwargs: Any) -> Any:
+        """The hls4ml ModelGraph (`kwargs`: output_dir, project_name, backend, io_type, ...)."""
+        raise NotImplementedError
+
+    def float_activations(self, model: Model, hls_model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Float activations of `x`, keyed by hls4ml layer name, for the layers that can be matched."""
+        raise NotImplementedError
+
+
+def onnx_kernel_sizes(model: Model) -> list[tuple[str, str, int]]:
+    """Weights per Gemm/MatMul/Conv node of the model's ONNX form (the torch form's sizes too)."""
+    inits = {init.name: int(np.prod(init.dims)) for init in model.onnx.graph.initializer}
+    sizes = []
+    for i, node in enumerate(model.onnx.graph.node):
+        if node.op_type in ("Gemm", "MatMul", "Conv", "ConvTranspose"):
+            size = max((inits.get(name, 0) for name in node.input[:2]), default=0)
+            sizes.append((node.op_type, node.name or f"#{i}", size))
+    return sizes
+
+
+def choose_source(model: Model, source: str) -> str:
+    """`source` when the model has that form; for "auto": keras, else torch, else onnx."""
+    if source == "auto":
+        if model.keras_model is not None:
+            return "keras"
+        return "torch" if model.torch_module is not None else "onnx"
+    present = {"keras": model.keras_model is not None, "torch": model.torch_module is not None, "onnx": model.has_onnx}
+    if not present[source]:
+        have = [s for s, ok in present.items() if ok]
+        raise ValueError(f"hls4ml option source={source!r}: model {model.name!r} has no {source} form; it has {have}")
+    return source
+
+
+def frontend_for(source: str) -> Frontend:
+    """The frontend of a chosen source ("keras", "torch" or "onnx"); its module is imported now."""
+    return importlib.import_module(_MODULES[source]).FRONTEND

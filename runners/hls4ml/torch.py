@@ -1,0 +1,71 @@
+"""The torch source: the model's original torch module through hls4ml's (torch.fx) converter."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import numpy as np
+
+from runners.hls4ml.frontend import Frontend
+from yukti.model import Model
+
+# Containers and no-op modules that carry no computation of their own in a torch module tree.
+_TRANSPARENT = {"Sequential", "ModuleList", "ModuleDict", "Identity", "Dropout"}
+
+
+@functools.lru_cache(maxsize=1)
+def _known() -> frozenset[str]:
+    import hls4ml.converters
+
+    return frozenset(hls4ml.converters.get_supported_pytorch_layers()) | _TRANSPARENT
+
+
+def _leaves(module: Any) -> Any:
+    """(qualified name, module) of each leaf module: the ones that compute."""
+    return ((name, m) for name, m in module.named_modules() if name and not list(m.children()))
+
+
+class TorchFrontend(Frontend):
+    source = "torch"
+
+    def unsupported_layers(self, model: Model) -> tuple[tuple[str, str], ...]:
+        known = _known()
+        return tuple((type(m).__name__, name) for name, m in _leaves(model.torch_module) if type(m).__name__ not in known)
+
+    # kernel_sizes: from the ONNX form (the base class), which names every weight the module uses
+
+    def config(self, model: Model, **common: Any) -> dict[str, Any]:
+        import hls4ml
+
+        shapes = [tuple(s.sample_shape) for s in model.inputs]
+        return hls4ml.utils.config_from_pytorch_model(model.torch_module, shapes[0] if len(shapes) == 1 else shapes, **common)
+
+    def convert(self, model: Model, config: dict[str, Any], **kwargs: Any) -> Any:
+        import hls4ml
+
+        return hls4ml.converters.convert_from_pytorch_model(model.torch_module, hls_config=config, **kwargs)
+
+    def float_activations(self, model: Model, hls_model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        layer_names = {layer.name for layer in hls_model.get_layers()}
+        captured: dict[str, np.ndarray] = {}
+        hooks = []
+        for name, module in _leaves(model.torch_module):
+            key = re.sub(r"\W", "_", name)
+            for candidate in (key, f"_{key}"):  # hls4ml (torch.fx) prefixes names starting with a digit
+                if candidate in layer_names:
+                    hooks.append(module.register_forward_hook(
+                        lambda _m, _i, out, k=candidate: captured.__setitem__(k, out.detach().numpy().copy())))
+        try:
+            with torch.inference_mode():
+                model.torch_module(torch.from_numpy(x))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return captured
+
+
+FRONTEND = TorchFrontend()

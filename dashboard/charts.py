@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from dashboard.data import metric_label
+from yukti.dashboard.data import metric_label
 
 Kind = Literal["line", "scatter", "bar"]
 

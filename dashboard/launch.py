@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 
 import psutil
 
-from dashboard import APP_PATH
+from yukti.dashboard import APP_PATH
 
 FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import yukti
-from dashboard import data
+from yukti.dashboard import data
 
 
 @st.cache_data(show_spinner="Loading results…")

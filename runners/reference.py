@@ -47,7 +47,7 @@ class ReferenceRunner(Runner):
         if model.torch_module is not None:
             import torch
 
-            from runners.torch_common import writeable
+            from yukti.runners.torch_common import writeable
 
             module = model.torch_module.eval()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from runners import torch_common
+from yukti.runners import torch_common
 from yukti.cache import ArtifactCache
 from yukti.errors import InputError, UnsupportedModelError, YuktiError
 from yukti.model import Model

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from runners import torch_common
+from yukti.runners import torch_common
 from yukti.model import Model
 from yukti.runner import Runner, Support
 

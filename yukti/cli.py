@@ -492,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns its exit code (ExitCode, documented in `yukti --help`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["dashboard"]:  # argparse.REMAINDER on a subparser would reject `--port 8600`
-        from dashboard.launch import main as dashboard_main
+        from yukti.dashboard.launch import main as dashboard_main
 
         return dashboard_main(argv[1:])
     try:

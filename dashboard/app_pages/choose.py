@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from dashboard import data, ui
+from yukti.dashboard import data, ui
 
 ui.page_header("Choose", "Constraints → the backends that meet them on the stored measurements, fastest p99 first, "
                "and the Python that runs the winner.")

@@ -10,7 +10,7 @@ Yukti stored them) shows its metrics and says how to get the curves.
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, ui
+from yukti.dashboard import charts, data, ui
 from yukti import vocabulary
 
 ui.page_header("Fidelity", "How far each backend's outputs are from the reference backend's, in the terms of the "

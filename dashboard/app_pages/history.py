@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, data, ui
+from yukti.dashboard import charts, data, ui
 from yukti import vocabulary
 
 ui.page_header("History", "Each metric over the commits asv measured, one line per backend; "

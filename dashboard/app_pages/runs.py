@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import data, ui
+from yukti.dashboard import data, ui
 from yukti import results
 
 ui.page_header("Runs", "Every stored row. Filter, download, and see the environment each run was measured in.")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, data, ui
+from yukti.dashboard import charts, data, ui
 
 ui.page_header("Throughput", "Samples per second against batch size (log-log); hover for the per-call latency.")
 frame = ui.results_frame()

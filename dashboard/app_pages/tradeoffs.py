@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, data, ui
+from yukti.dashboard import charts, data, ui
 
 LOSSES = ["accuracy_drop", "auc_drop", "max_rel_error", "mean_rel_error", "resolution", "max_abs_diff"]
 

@@ -93,7 +93,7 @@ def load() -> ModuleType | None:
     global _loaded, _error
     if _loaded is not None or _error is not None:
         return _loaded
-    from runners.cpp.compiler import CompileError, compile_library
+    from yukti.runners.cpp.compiler import CompileError, compile_library
 
     include = sysconfig.get_paths()["include"]
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]

@@ -17,9 +17,9 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
-from runners.cpp.ops import ALIASING_OPS, EMITTERS, c_float
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.ops import ALIASING_OPS, EMITTERS, c_float
 from yukti import limits
 from yukti.errors import UnsupportedModelError
 from yukti.model import Model

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runners.cpp import ir
+from yukti.runners.cpp import ir
 from yukti.safe_names import identifier
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runners.cpp import codegen
+from yukti.runners.cpp import codegen
 from yukti.cache import atomic_write_bytes
 from yukti.model import Model
 from yukti.safe_names import identifier

@@ -16,9 +16,9 @@ from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from runners.hls4ml.config import hls_config
-from runners.hls4ml.frontend import Frontend, quiet
-from runners.hls4ml.softmax import tune_softmax
+from yukti.runners.hls4ml.config import hls_config
+from yukti.runners.hls4ml.frontend import Frontend, quiet
+from yukti.runners.hls4ml.softmax import tune_softmax
 from yukti.cache import ArtifactCache, CacheEntry, check_shared_library
 from yukti.errors import UnsupportedModelError, YuktiError
 from yukti.model import Model

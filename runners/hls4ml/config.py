@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from runners.hls4ml.frontend import Frontend
+from yukti.runners.hls4ml.frontend import Frontend
 from yukti.model import Model
 
 PRECISION = re.compile(r"^(ap_)?(u?fixed|u?int)<[^<>]+>$")

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from runners.hls4ml.build import convert
-from runners.hls4ml.frontend import Frontend, quiet
+from yukti.runners.hls4ml.build import convert
+from yukti.runners.hls4ml.frontend import Frontend, quiet
 from yukti.errors import YuktiError
 from yukti.model import Model
 

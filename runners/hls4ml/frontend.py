@@ -17,7 +17,7 @@ import numpy as np
 from yukti.model import Model
 
 SOURCES = ("auto", "keras", "torch", "onnx")
-_MODULES = {"keras": "runners.hls4ml.keras", "torch": "runners.hls4ml.torch", "onnx": "runners.hls4ml.onnx"}
+_MODULES = {"keras": "yukti.runners.hls4ml.keras", "torch": "yukti.runners.hls4ml.torch", "onnx": "yukti.runners.hls4ml.onnx"}
 
 
 @contextlib.contextmanager

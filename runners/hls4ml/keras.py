@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from runners.hls4ml.frontend import Frontend
+from yukti.runners.hls4ml.frontend import Frontend
 from yukti.model import Model
 
 # Layers that carry no computation of their own in a Keras model.

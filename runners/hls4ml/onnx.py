@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from runners.hls4ml.frontend import Frontend, quiet
+from yukti.runners.hls4ml.frontend import Frontend, quiet
 from yukti.errors import UnsupportedModelError
 from yukti.model import Model
 from yukti.safe_names import sanitized_onnx

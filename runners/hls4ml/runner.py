@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from runners.hls4ml.build import compiler, library
-from runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, IO_TYPES, STRATEGIES, layer_precisions, precision
-from runners.hls4ml.diagnose import self_check
-from runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
+from yukti.runners.hls4ml.build import compiler, library
+from yukti.runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, IO_TYPES, STRATEGIES, layer_precisions, precision
+from yukti.runners.hls4ml.diagnose import self_check
+from yukti.runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
 from yukti.errors import UnsupportedModelError
 from yukti.model import Model
 from yukti.options import Option

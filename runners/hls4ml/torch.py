@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from runners.hls4ml.frontend import Frontend
+from yukti.runners.hls4ml.frontend import Frontend
 from yukti.model import Model
 
 # Containers and no-op modules that carry no computation of their own in a torch module tree.

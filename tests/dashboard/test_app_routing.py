@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from dashboard import APP_PATH
+from yukti.dashboard import APP_PATH
 
 
 def test_the_root_opens_tradeoffs_keeping_the_query(fixture_store: Path) -> None:

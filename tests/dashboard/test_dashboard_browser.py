@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from dashboard import launch
+from yukti.dashboard import launch
 from dashboard_fixtures import make_history
 
 CHROMIUM = shutil.which("chromium")
@@ -67,7 +67,7 @@ def server(fixture_store: Path, tmp_path: Path) -> Iterator[str]:
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     history = tmp_path / "history.parquet"
     make_history().to_parquet(history)
-    repo = Path(launch.__file__).resolve().parent.parent
+    repo = Path(launch.__file__).resolve().parents[2]  # the folder holding the yukti package
     env = {**os.environ, "YUKTI_RESULTS_DIR": str(fixture_store), "YUKTI_FAKE_ASV_PARQUET": str(history),
            "PYTHONPATH": os.pathsep.join([str(hook), str(repo), os.environ.get("PYTHONPATH", "")])}
     port = free_port()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import yukti
-from dashboard import APP_PATH, charts, data, launch
+from yukti.dashboard import APP_PATH, charts, data, launch
 
 from dashboard_fixtures import make_history
 from fixture_curves import store_curves

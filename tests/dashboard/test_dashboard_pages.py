@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import yukti
-from dashboard import APP_PATH
+from yukti.dashboard import APP_PATH
 
 
 def open_page(page: str, timeout: float = 180) -> AppTest:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import data
+from yukti.dashboard import data
 from yukti import results
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dashboard import launch
+from yukti.dashboard import launch
 from test_dashboard_browser import free_port
 
 POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -75,7 +75,7 @@ def test_an_ignored_signal_stays_ignored() -> None:
 @POSIX_ONLY
 def test_sigterm_stops_yukti_dashboard_and_its_streamlit(tmp_path: Path) -> None:
     port = free_port()
-    repo = Path(launch.__file__).resolve().parent.parent
+    repo = Path(launch.__file__).resolve().parents[2]  # the folder holding the yukti package
     env = {**os.environ, "YUKTI_RESULTS_DIR": str(tmp_path / "results"),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
     log_path = tmp_path / "dashboard.log"

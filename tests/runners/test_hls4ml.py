@@ -35,8 +35,8 @@ def jet_runner(jet_dnn):
 
 def test_batched_equals_hls4ml_predict(jet_runner, jet_dnn, tmp_path):
     """The C++ batch loop gives exactly what hls4ml's own predict() gives sample by sample."""
-    from runners.hls4ml.build import convert
-    from runners.hls4ml.frontend import frontend_for
+    from yukti.runners.hls4ml.build import convert
+    from yukti.runners.hls4ml.frontend import frontend_for
 
     x = np.ascontiguousarray(np.concatenate([jet_dnn.data.X] * 2)[:20_000])
     options = {k: v for k, v in jet_runner.options.items() if k != "threads"}
@@ -98,7 +98,7 @@ def test_self_check_names_the_departing_layer(jet_dnn):
     """granularity='name' lets hls4ml infer per-layer types and gives one constant output here;
     prepare must refuse with the first layer whose trace departs from the float activations."""
     _require()
-    from runners.hls4ml.diagnose import EmulationMismatchError
+    from yukti.runners.hls4ml.diagnose import EmulationMismatchError
 
     with pytest.raises(EmulationMismatchError, match=r"first layer that departs .* '_\d+' \(\w+\)") as err:
         yukti.runner("hls4ml", jet_dnn, granularity="name")
@@ -243,8 +243,8 @@ def test_layer_names_that_are_not_identifiers_never_reach_hls4ml_code(tmp_path):
     _require()
     import torch
 
-    from runners.hls4ml.build import convert
-    from runners.hls4ml.frontend import frontend_for
+    from yukti.runners.hls4ml.build import convert
+    from yukti.runners.hls4ml.frontend import frontend_for
 
     options = {k: v for k, v in yukti.runner_class("hls4ml").default_options.items() if k != "threads"}
     hostile = 'fc\n} int pwn = system("touch PWNED"); int x = 0;'
@@ -267,7 +267,7 @@ def test_cleaned_onnx_is_shared_by_content_and_keeps_no_model_alive(jet_dnn, tmp
     import weakref
 
     pytest.importorskip("qonnx")
-    from runners.hls4ml.onnx import CLEANED_KEPT, _cleaned_by_content, cleaned
+    from yukti.runners.hls4ml.onnx import CLEANED_KEPT, _cleaned_by_content, cleaned
 
     path = jet_dnn.save(tmp_path / "jet.onnx")
     first, second = yukti.load(path), yukti.load(path)
@@ -284,7 +284,7 @@ def test_cleaned_onnx_is_shared_by_content_and_keeps_no_model_alive(jet_dnn, tmp
 def test_self_check_judges_each_output(case):
     """The one place the self-check decides what agreement means: a constant output and a
     disagreeing argmax are problems naming the output; a close one is not."""
-    from runners.hls4ml.diagnose import _judge_output
+    from yukti.runners.hls4ml.diagnose import _judge_output
     from yukti.metrics import CHECK_LIMITS
 
     ref = np.random.default_rng(0).dirichlet(np.ones(5), size=400).astype(np.float32)
@@ -303,7 +303,7 @@ def test_self_check_judges_each_output(case):
 def test_self_check_judges_regression_outputs_by_their_error_not_argmax():
     """An autoencoder's reconstruction: argmax agreement would be meaningless (and low), the relative
     error is what counts; a constant or wildly wrong reconstruction is still a problem."""
-    from runners.hls4ml.diagnose import _judge_output
+    from yukti.runners.hls4ml.diagnose import _judge_output
 
     rng = np.random.default_rng(1)
     ref = rng.standard_normal((400, 76)).astype(np.float32)
@@ -323,8 +323,8 @@ def test_keras_float_activations_match_hls4ml_layer_names(tmp_path):
     without changing the user's model (and without hls4ml's profiling module, which needs matplotlib)."""
     _require()
     keras = pytest.importorskip("keras")
-    from runners.hls4ml.build import convert
-    from runners.hls4ml.frontend import frontend_for
+    from yukti.runners.hls4ml.build import convert
+    from yukti.runners.hls4ml.frontend import frontend_for
 
     keras.utils.set_random_seed(0)
     net = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="fc1"),

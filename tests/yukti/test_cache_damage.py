@@ -100,7 +100,7 @@ def _clone(entries: list[Path], root: Path) -> ArtifactCache:
 
 def _bridge_entry() -> Path:
     """The cache entry of the cpp bridge this process loaded."""
-    from runners.cpp import bridge
+    from yukti.runners.cpp import bridge
 
     module = bridge.load()
     assert module is not None, bridge.error()
@@ -165,7 +165,7 @@ def test_damaged_cpp_library_and_bridge_are_rebuilt_not_loaded(jet_dnn, tmp_path
 
 @requires_cpp
 def test_compiler_that_writes_nothing_is_a_compile_error_and_commits_nothing(monkeypatch, tmp_path):
-    from runners.cpp.compiler import CompileError
+    from yukti.runners.cpp.compiler import CompileError
 
     monkeypatch.setenv("YUKTI_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CXX", "/bin/true")  # exits 0, writes nothing
@@ -177,7 +177,7 @@ def test_compiler_that_writes_nothing_is_a_compile_error_and_commits_nothing(mon
 
 @requires_cpp
 def test_library_that_does_not_load_is_a_compile_error_and_commits_nothing(monkeypatch, tmp_path):
-    from runners.cpp.compiler import CompileError
+    from yukti.runners.cpp.compiler import CompileError
 
     fake = tmp_path / "fake-c++"
     # exits 0 and writes text where the library should be (the file after -o)

@@ -133,7 +133,8 @@ def test_choose_rejects_an_unknown_backend(capsys, jet_dnn):
 
 
 def test_dashboard_subcommand_passes_its_options_to_the_launcher(capsys, monkeypatch):
-    import dashboard.launch
+    import yukti.dashboard.launch  # noqa: F401 (the module the test patches)
+    from yukti import dashboard
 
     seen = {}
     monkeypatch.setattr(dashboard.launch.subprocess, "call", lambda cmd: seen.setdefault("cmd", cmd) and 0)
@@ -148,30 +149,26 @@ def test_dashboard_subcommand_passes_its_options_to_the_launcher(capsys, monkeyp
 QUICK_BENCH = ["--time-budget", "0.02", "--min-calls", "5", "--eval-samples", "100", "--quiet"]
 
 
-@pytest.mark.parametrize("argv, option, shown", [
-    (["bench", "--threads", "0"], "--threads", "an integer >= 1"),
-    (["bench", "--threads", "-2"], "--threads", "an integer >= 1"),
-    (["bench", "--time-budget", "-1"], "--time-budget", "a finite number > 0"),
-    (["bench", "--time-budget", "0"], "--time-budget", "a finite number > 0"),
-    (["bench", "--time-budget", "nan"], "--time-budget", "a finite number > 0"),
-    (["bench", "--min-calls", "0"], "--min-calls", "an integer >= 1"),
-    (["bench", "--eval-samples", "0"], "--eval-samples", "an integer >= 1"),
-    (["bench", "--batch", "1", "0"], "--batch", "an integer >= 1"),
-    (["bench", "--batch", "1.5"], "--batch", "an integer >= 1"),
-    (["results", "--last", "-1"], "--last", "an integer >= 1"),
-    (["results", "--last", "0"], "--last", "an integer >= 1"),
-    (["choose", "--threads", "0"], "--threads", "an integer >= 1"),
-    (["choose", "--batch", "0"], "--batch", "an integer >= 1"),
-    (["choose", "--max-p99-us", "-5"], "--max-p99-us", "a number >= 0"),
-    (["choose", "--max-accuracy-drop", "nan"], "--max-accuracy-drop", "a number >= 0"),
-    (["choose", "--min-throughput", "-1"], "--min-throughput", "a number >= 0"),
-    (["choose", "--time-budget", "-1"], "--time-budget", "a finite number > 0"),
-])
-def test_meaningless_numbers_are_usage_errors(capsys, monkeypatch, tmp_path, argv, option, shown):
+COUNT, POSITIVE, LIMIT = "an integer >= 1", "a finite number > 0", "a number >= 0"
+# A command line -> what its last option must be instead.
+MEANINGLESS = {
+    "bench --threads 0": COUNT, "bench --threads -2": COUNT, "bench --time-budget -1": POSITIVE,
+    "bench --time-budget 0": POSITIVE, "bench --time-budget nan": POSITIVE, "bench --min-calls 0": COUNT,
+    "bench --eval-samples 0": COUNT, "bench --batch 1 0": COUNT, "bench --batch 1.5": COUNT,
+    "results --last -1": COUNT, "results --last 0": COUNT, "choose --threads 0": COUNT, "choose --batch 0": COUNT,
+    "choose --max-p99-us -5": LIMIT, "choose --max-accuracy-drop nan": LIMIT, "choose --min-throughput -1": LIMIT,
+    "choose --time-budget -1": POSITIVE,
+}
+
+
+@pytest.mark.parametrize("line", MEANINGLESS)
+def test_meaningless_numbers_are_usage_errors(capsys, monkeypatch, tmp_path, line):
+    argv = line.split()
+    option = [word for word in argv if word.startswith("--")][-1]
     monkeypatch.setenv("YUKTI_RESULTS_DIR", str(tmp_path / "store"))
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"argument {option}: must be {shown}" in err
+    assert f"argument {option}: must be {MEANINGLESS[line]}" in err
     assert not (tmp_path / "store").exists()  # refused before anything ran or was stored
 
 

@@ -51,7 +51,7 @@ def test_load_refuses_a_concat_bomb_naming_the_node() -> None:
 def test_cpp_ir_refuses_the_bomb_without_load_and_before_allocating() -> None:
     """ir.from_onnx takes a ModelProto (conformance tests, other callers): it checks sizes itself,
     before ONNX's data propagation or folding would materialise the values."""
-    from runners.cpp import ir
+    from yukti.runners.cpp import ir
 
     tracemalloc.start()
     try:
@@ -64,14 +64,14 @@ def test_cpp_ir_refuses_the_bomb_without_load_and_before_allocating() -> None:
 
 
 def test_a_bomb_under_the_limits_still_folds_and_runs() -> None:
-    from runners.cpp import ir
+    from yukti.runners.cpp import ir
 
     graph = ir.from_onnx(concat_bomb(12))
     assert [n.op for n in graph.nodes] == ["Add"]  # the whole constant chain folded away
 
 
 def test_folding_refuses_value_sized_ops_of_unknown_size() -> None:
-    from runners.cpp.ir import _check_fold_size
+    from yukti.runners.cpp.ir import _check_fold_size
 
     node = helper.make_node("Tile", ["a", "r"], ["t"])
     constants = {"a": np.ones(2, np.float32), "r": np.array([10**12])}
@@ -89,7 +89,7 @@ def test_node_count_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_generated_source_limit_names_the_node(monkeypatch: pytest.MonkeyPatch, jet_dnn) -> None:
-    from runners.cpp import codegen
+    from yukti.runners.cpp import codegen
 
     monkeypatch.setattr(limits, "MAX_GENERATED_SOURCE_BYTES", 20_000)
     monkeypatch.setattr(codegen, "_generated", codegen._Generated())  # code generated earlier is remembered

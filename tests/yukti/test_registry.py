@@ -53,8 +53,8 @@ def test_entry_points_point_at_runner_classes():
     from importlib.metadata import entry_points
 
     eps = {ep.name: ep.value for ep in entry_points(group="yukti.runners")}
-    assert eps["onnxruntime"] == "runners.ort:OnnxRuntimeRunner"
-    assert yukti.runner_class("onnxruntime").__module__ == "runners.ort"
+    assert eps["onnxruntime"] == "yukti.runners.ort:OnnxRuntimeRunner"
+    assert yukti.runner_class("onnxruntime").__module__ == "yukti.runners.ort"
 
 
 def test_unknown_backend_names_the_known_ones(jet_dnn):

@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
 from yukti.errors import UnsupportedModelError
 
 Emitter = Callable[[ir.Node, EmitContext], str]
@@ -54,4 +54,4 @@ def supported_ops() -> set[str]:
 
 
 # Register the emitters (imported for their side effect).
-from runners.cpp.ops import elementwise, gemm, softmax, shape, transpose, concat, reduce, conv, pool, batchnorm  # noqa: E402,F401
+from yukti.runners.cpp.ops import elementwise, gemm, softmax, shape, transpose, concat, reduce, conv, pool, batchnorm  # noqa: E402,F401

@@ -9,9 +9,9 @@ Three steps, as in onnx2c's operator files:
 
 from __future__ import annotations
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
-from runners.cpp.ops import emits, unsupported  # noqa: F401
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.ops import emits, unsupported  # noqa: F401
 
 
 # @emits("MyOp")

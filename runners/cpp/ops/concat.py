@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
-from runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.ops import emits, unsupported
 
 
 @emits("Concat")

@@ -32,9 +32,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
-from runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.ops import emits, unsupported
 
 SCRATCH_LIMIT_FLOATS = 48 * 1024  # stack buffers of one Conv (192 KiB): padded input and one output block
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
-from runners.cpp.ops import c_float, emits, unsupported
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.ops import c_float, emits, unsupported
 
 
 def _unary(node: ir.Node, ctx: EmitContext, expression: str) -> str:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
-from runners.cpp.ops import c_float, emits, unsupported
-from runners.cpp.ops.conv import check_output_shape, spatial_attrs, window_geometry
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.ops import c_float, emits, unsupported
+from yukti.runners.cpp.ops.conv import check_output_shape, spatial_attrs, window_geometry
 
 Pair = tuple[int, int]  # (rows, columns)
 

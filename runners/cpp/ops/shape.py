@@ -4,9 +4,9 @@ here we only check that they leave the batch dimension alone."""
 
 from __future__ import annotations
 
-from runners.cpp import ir
-from runners.cpp.context import EmitContext
-from runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp import ir
+from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.ops import emits, unsupported
 
 
 @emits("Identity")

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import yukti
-from runners.cpp import codegen, ir
+from yukti.runners.cpp import codegen, ir
 
 
 def _scaled(scale: float) -> yukti.Model:

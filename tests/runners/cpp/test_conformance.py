@@ -55,7 +55,7 @@ from onnx import numpy_helper
 
 import conformance_baseline as baseline
 import yukti
-from runners.cpp.ops import supported_ops
+from yukti.runners.cpp.ops import supported_ops
 from yukti.errors import ModelLoadError, UnsupportedModelError
 
 CLAIMED = supported_ops()
@@ -299,9 +299,9 @@ def _compile_together(admitted: dict[str, Outcome], workers: int) -> dict[str, O
     """Compile the admitted cases a few translation units at a time (a compiler start and the
     standard headers cost more than a small model), with the runner's default flags; a unit that
     does not compile is retried case by case through the runner, which names the culprit."""
-    from runners.cpp import codegen, ir
-    from runners.cpp.compiler import compile_library, flags_for
-    from runners.cpp.runner import CppRunner
+    from yukti.runners.cpp import codegen, ir
+    from yukti.runners.cpp.compiler import compile_library, flags_for
+    from yukti.runners.cpp.runner import CppRunner
 
     options = CppRunner.default_options
     flags = flags_for(opt_level=options["opt_level"], march=options["march"], fast_math=options["fast_math"],

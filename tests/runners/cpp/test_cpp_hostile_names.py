@@ -39,7 +39,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
 def test_cpp_runner_with_hostile_names(payload: str, in_tmp: Path) -> None:
-    from runners.cpp import codegen, ir
+    from yukti.runners.cpp import codegen, ir
 
     proto = hostile_dense_model(payload)
     model = yukti.load(proto.SerializeToString())

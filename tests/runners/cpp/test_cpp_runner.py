@@ -25,7 +25,7 @@ def _cache_entries() -> set[str]:
 
 
 def test_compile_error_carries_the_compiler_message_and_leaves_no_entry(jet_dnn):
-    from runners.cpp.compiler import CompileError
+    from yukti.runners.cpp.compiler import CompileError
 
     before = _cache_entries()
     with pytest.raises(CompileError, match="no-such-flag"):

@@ -116,7 +116,7 @@ def test_conv(case):
 
 
 def test_conv_cases_cover_every_strategy():
-    from runners.cpp import codegen, ir
+    from yukti.runners.cpp import codegen, ir
 
     used = set()
     for case in CONV_CASES:
@@ -130,7 +130,7 @@ def test_conv_cases_cover_every_strategy():
 def test_conv_with_fused_relu(case, monkeypatch):
     """Conv applies an activation folded into it by codegen.fuse_activations (attribute
     fused_activation), in every strategy; enabled here for Conv by widening FUSIBLE_PRODUCERS."""
-    from runners.cpp import codegen, ir
+    from yukti.runners.cpp import codegen, ir
 
     monkeypatch.setattr(codegen, "FUSIBLE_PRODUCERS", codegen.FUSIBLE_PRODUCERS | {"Conv"})
     proto, in_shape = conv_case(case, relu=True)
@@ -183,7 +183,7 @@ def test_pool(case):
 
 
 def test_pool_cases_cover_both_strategies():
-    from runners.cpp import codegen, ir
+    from yukti.runners.cpp import codegen, ir
 
     used = set()
     for case in POOL_CASES:

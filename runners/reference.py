@@ -13,19 +13,16 @@ import numpy as np
 
 from yukti.model import Model
 from yukti.options import Option
-from yukti.runner import Runner, Support, package_version
+from yukti.runner import Runner, Support
 
 
 class ReferenceRunner(Runner):
     name = "reference"
     description = "ONNX reference evaluator (onnx.reference), the float accuracy baseline"
+    packages = ("onnx",)
     options = {"source": Option("onnx", choices=("onnx", "original"),
                                 doc="evaluate the ONNX graph, or the original float framework object (torch module / Keras model)")}
     thread_safe = True  # calls are serialized by a lock: the evaluator keeps per-run state in Python objects
-
-    @classmethod
-    def version(cls) -> str:
-        return package_version("onnx")
 
     @classmethod
     def supports(cls, model: Model) -> Support:

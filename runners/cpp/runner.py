@@ -37,7 +37,7 @@ class CppRunner(Runner):
     _fast: tuple | None = None  # (dtype, sample shape, output sample shape, infer address) once prepared
 
     @classmethod
-    def available(cls) -> tuple[bool, str]:
+    def _available_here(cls) -> tuple[bool, str]:  # no Python package: a C++ compiler is the requirement
         return (True, "") if find_compiler() else (False, "no C++ compiler found (set CXX or install g++)")
 
     @classmethod

@@ -1,0 +1,207 @@
+"""`fixed`: hls4ml's fixed-point firmware emulated bit for bit by generated integer C++.
+
+A backend of its own rather than a `precision=` option of `cpp`: its contract is bit identity with
+the `hls4ml` backend, so it reads the same options (one hls4ml configuration dict, built by
+runners/hls4ml/config.py) and the graph hls4ml converts (plan.py says why), while `cpp` promises
+float agreement with the ONNX reference. What it shares with `cpp` is the toolchain: the compile
+path and flags of runners/cpp/compiler.py and the artifact cache.
+
+prepare: hls4ml converts (no project written, no ap_types compiled: ~0.5 s) -> plan -> C++ (one
+emitter per layer class, ops/) -> g++ (~1 s) -> ctypes. Both steps are cached: a warm prepare
+imports neither hls4ml nor the compiler. A call converts float inputs as hls4ml's bridge does and
+returns the float view of the output type, so outputs compare `==` with the `hls4ml` backend's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from yukti.cache import ArtifactCache
+from yukti.errors import UnsupportedModelError
+from yukti.model import Model
+from yukti.options import Option
+from yukti.runner import Runner, Support, package_version
+from yukti.runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, STRATEGIES, layer_precisions, precision
+from yukti.runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
+from yukti.runners.hls4ml.runner import HLS4MLRunner, _input_permutations
+from yukti.toolchain import compiler_version, find_compiler
+
+_REVISION = 1  # bump when the generated code changes: part of the cache key
+FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-march=native", "-ffp-contract=off")
+MIN_CHUNK = 64  # samples per thread below which splitting costs more than it saves
+PLAN = "plan.json"
+SOURCE = "model.cpp"
+
+
+class FixedRunner(Runner):
+    name = "fixed"
+    description = "hls4ml fixed-point firmware emulated bit-exactly by generated integer C++ (no ap_types)"
+    packages = ("hls4ml",)  # its converter decides the layers and types; nothing of it runs in a call
+    fixed_point = True
+    thread_safe = True  # tables are filled when the library loads; a call touches no shared state
+    options = {
+        "precision": Option("ap_fixed<16,6>", check=precision, doc="model-wide default type"),
+        "layer_precision": Option(None, nullable=True, check=layer_precisions,
+                                  doc='{hls4ml layer name: "ap_fixed<..>" or {"result": .., "weight": .., "accum": ..}}'),
+        "reuse_factor": Option(1, type=int, minimum=1, doc="as hls4ml (Resource strategy order)"),
+        "strategy": Option("Latency", choices=STRATEGIES),
+        "granularity": Option("model", choices=GRANULARITIES, doc='"model": one precision for every layer'),
+        "tune_softmax": Option(True, type=bool, doc="the hls4ml backend's softmax tuning (runners/hls4ml/softmax.py)"),
+        "source": Option("auto", choices=SOURCES, doc="auto: keras, else torch, else onnx"),
+        "hls_backend": Option("Vivado", choices=HLS_BACKENDS),
+        "count_overflows": Option(False, type=bool, artifact=False,
+                                  doc="count per layer the values each type wrapped or saturated (slower calls)"),
+        "threads": Option(1, type=int, minimum=1, artifact=False, doc="threads emulating chunks of a batch at once"),
+    }
+
+    @classmethod
+    def _available_here(cls) -> tuple[bool, str]:
+        return (True, "") if find_compiler() else (False, "no C++ compiler found (set CXX or install g++)")
+
+    @classmethod
+    def supports(cls, model: Model) -> Support:
+        return HLS4MLRunner.supports(model)  # the same converter decides what can be converted
+
+    # -- prepare -------------------------------------------------------------------------------
+    def _prepare(self, model: Model, **options: Any) -> dict[str, Any]:
+        threads, self._counting = int(options.pop("threads")), bool(options.pop("count_overflows"))
+        started = time.perf_counter()
+        plan_entry, plan_meta = _plan(model, options)
+        source = (plan_entry.path / SOURCE).read_text()
+        lib_entry = _compile(source, model.hash)
+        build_s = time.perf_counter() - started
+        self._lib = ctypes.CDLL(str(lib_entry.path / "model.so"))
+        pointers = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+        self._batch = self._lib.yukti_fixed_batch
+        self._batch.argtypes, self._batch.restype = pointers, None
+        self._batch_counted = self._lib.yukti_fixed_batch_counted
+        self._batch_counted.argtypes, self._batch_counted.restype = [*pointers, ctypes.c_void_p], None
+        self._slots = [tuple(slot) for slot in plan_meta["counters"]]
+        if self._lib.yukti_fixed_counters() != len(self._slots):
+            raise UnsupportedModelError("the fixed library's overflow counters do not match its plan")
+        self._counts = np.zeros(len(self._slots) + 1, np.uint64)
+        self._samples = 0
+        self._in_sizes = [int(np.prod(s)) for s in plan_meta["input_shapes"]]
+        self._out_sizes = [int(np.prod(s)) for s in plan_meta["output_shapes"]]
+        self._in_perm = _input_permutations(model, plan_meta["input_shapes"])
+        self._out_shapes = [(-1, *spec.sample_shape) for spec in model.outputs]
+        if [int(np.prod(s.sample_shape)) for s in model.outputs] != self._out_sizes:
+            raise UnsupportedModelError(f"the fixed plan's outputs {plan_meta['output_shapes']} do not match model "
+                                        f"{model.name!r}'s outputs {[s.describe() for s in model.outputs]}")
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="yukti-fixed") if threads > 1 else None
+        return {
+            "artifact_path": str(lib_entry.path),
+            "artifact_bytes": lib_entry.bytes + plan_entry.bytes,
+            "cache_hit": plan_entry.hit and lib_entry.hit,
+            "build_s": build_s if not (plan_entry.hit and lib_entry.hit) else
+            plan_entry.manifest["build_s"] + lib_entry.manifest["build_s"],
+            "convert_s": plan_meta["convert_s"],
+            "compile_s": lib_entry.manifest["build_s"],
+            "versions": {"hls4ml": plan_meta["hls4ml"], "compiler": compiler_version(find_compiler() or "g++")},
+            "source": plan_meta["source"],
+            "layer_precisions": plan_meta["layers"],
+            "threads": threads,
+            "count_overflows": self._counting,
+        }
+
+    # -- run -------------------------------------------------------------------------------------
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        n = len(arrays[0])
+        ins = []
+        for array, perm, size in zip(arrays, self._in_perm, self._in_sizes):
+            if perm is not None:  # hls4ml's firmware takes channels-last here
+                array = array.transpose(perm)
+            ins.append(np.ascontiguousarray(array, dtype=np.float32).reshape(n, size))
+        outs = [np.empty((n, size), np.float32) for size in self._out_sizes]
+        if self._counting:
+            counts = np.zeros(len(self._slots) + 1, np.uint64)
+            self._batch_counted(_pointers(ins), _pointers(outs), n, counts.ctypes.data)
+            self._counts += counts
+            self._samples += n
+        elif self._pool is not None and n >= 2 * MIN_CHUNK:
+            bounds = np.linspace(0, n, min(self._threads, n // MIN_CHUNK) + 1).astype(int)
+            futures = [self._pool.submit(self._batch, _pointers([a[s:e] for a in ins]), _pointers([o[s:e] for o in outs]),
+                                         e - s) for s, e in zip(bounds[:-1], bounds[1:])]
+            for future in futures:
+                future.result()
+        else:
+            self._batch(_pointers(ins), _pointers(outs), n)
+        return [o.reshape(shape) for o, shape in zip(outs, self._out_shapes)]
+
+    # -- overflow accounting ---------------------------------------------------------------------
+    def overflows(self) -> pd.DataFrame:
+        """Per layer and counter ("accum": accumulated values a product or sum overflowed; "result":
+        values the layer's result type wrapped or saturated), counted over every call since prepare
+        or `reset_overflows()` with count_overflows=True; `samples` is how many samples that was."""
+        rows = [{"layer": layer, "counter": counter, "overflows": int(self._counts[i]), "samples": self._samples}
+                for i, (layer, counter) in enumerate(self._slots)]
+        return pd.DataFrame(rows, columns=["layer", "counter", "overflows", "samples"])
+
+    def reset_overflows(self) -> None:
+        self._counts[:] = 0
+        self._samples = 0
+
+    def run_with_overflows(self, inputs: Any) -> tuple[Any, pd.DataFrame]:
+        """(outputs, per-layer overflow counts of these inputs alone), whatever count_overflows says."""
+        saved, saved_n, counting = self._counts.copy(), self._samples, self._counting
+        self.reset_overflows()
+        self._counting = True
+        try:
+            outputs = self(inputs)
+            report = self.overflows()
+        finally:
+            self._counts, self._samples, self._counting = saved + self._counts, saved_n + self._samples, counting
+            if not counting:
+                self._counts, self._samples = saved, saved_n
+        return outputs, report
+
+
+def _pointers(arrays: list[np.ndarray]) -> Any:
+    return (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
+
+
+def _plan(model: Model, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The cache entry holding the generated source and the plan's facts (converted now on a miss)."""
+    import hls4ml
+
+    source = choose_source(model, options["source"])
+    parts = {"backend": "fixed", "revision": _REVISION, "model": model.hash, "source": source, "options": options,
+             "hls4ml": hls4ml.__version__, "qonnx": package_version("qonnx") if source == "onnx" else ""}
+
+    def build(folder: Path) -> None:
+        from yukti.runners.fixed.codegen import generate
+        from yukti.runners.fixed.plan import plan_from_hls
+        from yukti.runners.hls4ml.build import convert
+
+        started = time.perf_counter()
+        hls_options = {**options, "io_type": "io_parallel"}
+        hls_model = convert(model, frontend_for(source), hls_options, folder / "unwritten")
+        plan = plan_from_hls(hls_model)
+        text, counters = generate(plan)
+        (folder / SOURCE).write_text(text)
+        meta = {
+            "source": source, "hls4ml": hls4ml.__version__, "convert_s": time.perf_counter() - started,
+            "input_shapes": plan.input_shapes, "output_shapes": plan.output_shapes, "counters": counters,
+            "layers": {layer.name: {"class": layer.kind, **{k: str(v) for k, v in layer.types.items()},
+                                    **{f"{k}_weights": str(w.type) for k, w in layer.weights.items()}}
+                       for layer in plan.layers},
+        }
+        (folder / PLAN).write_text(json.dumps(meta, indent=1))
+
+    entry = ArtifactCache().get_or_build(parts, build, files=(SOURCE, PLAN))
+    return entry, json.loads((entry.path / PLAN).read_text())
+
+
+def _compile(source: str, model_hash: str) -> Any:
+    from yukti.runners.cpp.compiler import compile_library
+
+    return compile_library("", source, list(FLAGS), model_hash=model_hash)

@@ -15,6 +15,7 @@ returns the float view of the output type, so outputs compare `==` with the `hls
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from yukti.runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
 from yukti.runners.hls4ml.runner import HLS4MLRunner, _input_permutations
 from yukti.toolchain import compiler_version, find_compiler
 
-_REVISION = 1  # bump when the generated code changes: part of the cache key
+_REVISION = 2  # bump when the generated code changes: part of the cache key
 FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-march=native", "-ffp-contract=off")
 MIN_CHUNK = 64  # samples per thread below which splitting costs more than it saves
 PLAN = "plan.json"
@@ -85,6 +86,8 @@ class FixedRunner(Runner):
         self._batch_counted = self._lib.yukti_fixed_batch_counted
         self._batch_counted.argtypes, self._batch_counted.restype = [*pointers, ctypes.c_void_p], None
         self._slots = [tuple(slot) for slot in plan_meta["counters"]]
+        self._traced = [(name, tuple(shape)) for name, shape in plan_meta["traced"]]
+        self._lib.yukti_fixed_trace_size.restype = ctypes.c_long
         if self._lib.yukti_fixed_counters() != len(self._slots):
             raise UnsupportedModelError("the fixed library's overflow counters do not match its plan")
         self._counts = np.zeros(len(self._slots) + 1, np.uint64)
@@ -150,6 +153,27 @@ class FixedRunner(Runner):
         self._counts[:] = 0
         self._samples = 0
 
+    def trace(self, inputs: Any) -> dict[str, np.ndarray]:
+        """Every layer's output on `inputs` (a batch), as the firmware holds it (float view of its
+        type), keyed by hls4ml layer name, channels-last where hls4ml converted; for profiling and
+        for finding where two emulations part."""
+        arrays = self.model.validate_inputs(inputs, check_finite=self._check_finite)
+        n = len(arrays[0])
+        ins = [np.ascontiguousarray(a.transpose(p) if p is not None else a, dtype=np.float32).reshape(n, size)
+               for a, p, size in zip(arrays, self._in_perm, self._in_sizes)]
+        outs = [np.empty((n, size), np.float32) for size in self._out_sizes]
+        size = int(self._lib.yukti_fixed_trace_size())
+        trace = np.empty((n, size), np.float32)
+        counts = np.zeros(len(self._slots) + 1, np.uint64)
+        self._lib.yukti_fixed_trace(_pointers(ins), _pointers(outs), ctypes.c_long(n), ctypes.c_void_p(counts.ctypes.data),
+                                    ctypes.c_void_p(trace.ctypes.data))
+        result, offset = {}, 0
+        for name, shape in self._traced:
+            width = int(np.prod(shape))
+            result[name] = trace[:, offset:offset + width].reshape(n, *shape)
+            offset += width
+        return result
+
     def run_with_overflows(self, inputs: Any) -> tuple[Any, pd.DataFrame]:
         """(outputs, per-layer overflow counts of these inputs alone), whatever count_overflows says."""
         saved, saved_n, counting = self._counts.copy(), self._samples, self._counting
@@ -169,12 +193,21 @@ def _pointers(arrays: list[np.ndarray]) -> Any:
     return (ctypes.c_void_p * len(arrays))(*(a.ctypes.data for a in arrays))
 
 
+def _generator_hash() -> str:
+    """The generator's own code (this package's .py files): any change to it is a new cache key,
+    so a stale source is never reused after an edit that forgot to bump _REVISION."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _plan(model: Model, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The cache entry holding the generated source and the plan's facts (converted now on a miss)."""
     import hls4ml
 
     source = choose_source(model, options["source"])
-    parts = {"backend": "fixed", "revision": _REVISION, "model": model.hash, "source": source, "options": options,
+    parts = {"backend": "fixed", "revision": _REVISION, "generator": _generator_hash(), "model": model.hash, "source": source, "options": options,
              "hls4ml": hls4ml.__version__, "qonnx": package_version("qonnx") if source == "onnx" else ""}
 
     def build(folder: Path) -> None:
@@ -190,6 +223,7 @@ def _plan(model: Model, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         (folder / SOURCE).write_text(text)
         meta = {
             "source": source, "hls4ml": hls4ml.__version__, "convert_s": time.perf_counter() - started,
+            "traced": [[layer.name, list(layer.output.shape)] for layer in plan.layers],
             "input_shapes": plan.input_shapes, "output_shapes": plan.output_shapes, "counters": counters,
             "layers": {layer.name: {"class": layer.kind, **{k: str(v) for k, v in layer.types.items()},
                                     **{f"{k}_weights": str(w.type) for k, w in layer.weights.items()}}

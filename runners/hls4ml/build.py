@@ -29,7 +29,7 @@ from yukti.toolchain import compiler_version
 COMPILER = "g++"  # what build_lib.sh runs, whatever $CXX says
 PROJECT = "myproject"
 META = "yukti_hls.json"  # written next to the project: library path, shapes, layer types, timings
-_RUNNER_REVISION = 5  # bump when the generated artifact changes: part of the cache key
+_RUNNER_REVISION = 6  # bump when the generated artifact changes: part of the cache key
 
 
 def compiler() -> str:

@@ -39,6 +39,11 @@ def tune_softmax(hls_model: Any) -> None:
         named.name = f"{layer.name}_inp_norm_t"
         named.precision = precision
         layer.set_attr("inp_norm_t", named)
+        # the exp table is addressed by the top log2(size) bits of that type: no more entries than
+        # its patterns (hls4ml caps its own default type the same way; a narrower type would slice
+        # bits below bit 0)
+        size = int(layer.get_attr("exp_table_size", layer.get_attr("table_size", 1024)))
+        layer.set_attr("exp_table_size", min(size, 2 ** precision.width))
         inv = layer.get_attr("inv_inp_t")
         if inv is not None and hasattr(inv.precision, "saturation_mode"):
             n_slice = int(np.prod(layer.get_input_variable().shape[-1:]))

@@ -10,19 +10,19 @@ from yukti.runners.fixed.ops.dense import check_strategy, mac_layer
 from yukti.runners.fixed.plan import Emitted, LayerPlan
 
 
-def _check(layer: LayerPlan, keys: tuple[str, ...]) -> dict[str, int]:
-    check_strategy(layer)
+def _check(layer: LayerPlan, keys: tuple[str, ...]) -> tuple[dict[str, int], list[int] | None]:
+    order = check_strategy(layer)
     values = {key: layer.int_attr(key) for key in keys}
     for key in ("dilation", "dilation_width", "dilation_height"):
         if key in layer.attrs and int(layer.attrs[key]) != 1:
             raise layer.refuse(f"{key} = {layer.attrs[key]}; dilated convolutions are not emulated")
-    return values
+    return values, order
 
 
 def emit_conv1d(layer: LayerPlan) -> Emitted:
-    a = _check(layer, ("in_width", "n_chan", "n_filt", "filt_width", "stride_width", "out_width", "pad_left"))
+    a, order = _check(layer, ("in_width", "n_chan", "n_filt", "filt_width", "stride_width", "out_width", "pad_left"))
     k_w, c, f = a["filt_width"], a["n_chan"], a["n_filt"]
-    if layer.weights["weight"].shape != (k_w, c, f):
+    if layer.weights["weight"].shape != ((k_w, c, f) if order is None else (f, k_w, c)):
         raise layer.refuse(f"weight shape {layer.weights['weight'].shape}, expected ({k_w}, {c}, {f})")
     loops = (f"    for (int o = 0; o < {a['out_width']}; o++) {{\n"
              f"        auto *yo = y + o * {f};\n"
@@ -34,14 +34,14 @@ def emit_conv1d(layer: LayerPlan) -> Emitted:
              "        }\n"
              "ACC_END\n"
              "    }\n")
-    return mac_layer(layer, k_w * c, f, loops)
+    return mac_layer(layer, k_w * c, f, loops, order)
 
 
 def emit_conv2d(layer: LayerPlan) -> Emitted:
-    a = _check(layer, ("in_height", "in_width", "n_chan", "n_filt", "filt_height", "filt_width", "stride_height",
+    a, order = _check(layer, ("in_height", "in_width", "n_chan", "n_filt", "filt_height", "filt_width", "stride_height",
                        "stride_width", "out_height", "out_width", "pad_top", "pad_left"))
     k_h, k_w, c, f = a["filt_height"], a["filt_width"], a["n_chan"], a["n_filt"]
-    if layer.weights["weight"].shape != (k_h, k_w, c, f):
+    if layer.weights["weight"].shape != ((k_h, k_w, c, f) if order is None else (f, k_h, k_w, c)):
         raise layer.refuse(f"weight shape {layer.weights['weight'].shape}, expected ({k_h}, {k_w}, {c}, {f})")
     loops = (f"    for (int oh = 0; oh < {a['out_height']}; oh++) for (int ow = 0; ow < {a['out_width']}; ow++) {{\n"
              f"        auto *yo = y + (oh * {a['out_width']} + ow) * {f};\n"
@@ -58,7 +58,7 @@ def emit_conv2d(layer: LayerPlan) -> Emitted:
              "        }\n"
              "ACC_END\n"
              "    }\n")
-    return mac_layer(layer, k_h * k_w * c, f, loops)
+    return mac_layer(layer, k_h * k_w * c, f, loops, order)
 
 
 EMITTERS = {"Conv1D": emit_conv1d, "PointwiseConv1D": emit_conv1d, "Conv2D": emit_conv2d, "PointwiseConv2D": emit_conv2d}

@@ -7,26 +7,36 @@ Latency order (inputs in order) is emulated for those.
 
 from __future__ import annotations
 
-from yukti.runners.fixed.ops._common import mac_work, requant, result_loop, weight_array
+import numpy as np
+
+from yukti.runners.fixed.ops._common import mac_work, requant, weight_array
 from yukti.runners.fixed.plan import Emitted, LayerPlan
 from yukti.runners.fixed.types import args, storage
 
 
-def check_strategy(layer: LayerPlan) -> None:
+def check_strategy(layer: LayerPlan) -> list[int] | None:
+    """None for the Latency layout; for Resource, the flat weight order that undoes hls4ml's
+    transpose (it moves the filter/output axis first for its resource kernels)."""
     strategy = str(layer.attrs.get("strategy", "latency")).lower()
     if strategy not in ("latency", "resource"):
         raise layer.refuse(f"strategy {strategy!r}: the fixed backend emulates Latency and Resource")
-    if strategy == "resource" and layer.types["accum"].overflow != "WRAP":
+    if strategy == "latency":
+        return None
+    if layer.types["accum"].overflow != "WRAP" and (layer.kind != "Dense" or int(layer.attrs.get("reuse_factor", 1)) != 1):
         raise layer.refuse("Resource strategy with a saturating accumulator: hls4ml's resource kernels add the "
-                           "products in reuse order, which the fixed backend does not emulate; use a wrapping "
-                           "accum type or the Latency strategy")
+                           "products in reuse order, which the fixed backend emulates for Dense at reuse factor 1 "
+                           "only; use a wrapping accum type or the Latency strategy")
+    shape = layer.weights["weight"].shape
+    if not layer.attrs.get("_weights_transposed"):
+        return None
+    return [int(i) for i in np.moveaxis(np.arange(int(np.prod(shape))).reshape(shape), 0, -1).reshape(-1)]
 
 
-def mac_layer(layer: LayerPlan, n_in: int, n_out: int, loops: str) -> Emitted:
+def mac_layer(layer: LayerPlan, n_in: int, n_out: int, loops: str, order: list[int] | None) -> Emitted:
     """A kernel whose body (`loops`) calls MAC(x value, weight row pointer) for each term of each
     output position, between ACC_START and ACC_END markers; shared by Dense and the convolutions."""
     x, t = layer.inputs[0], layer.types
-    w_decl, w_init, w = weight_array(layer, "weight")
+    w_decl, w_init, w = weight_array(layer, "weight", order=order)
     has_bias = "bias" in layer.weights
     b_decl, b_init, b = weight_array(layer, "bias") if has_bias else ("", "", "")
     acc, res = t["accum"], layer.output.type
@@ -61,17 +71,18 @@ def mac_layer(layer: LayerPlan, n_in: int, n_out: int, loops: str) -> Emitted:
 
 
 def emit_dense(layer: LayerPlan) -> Emitted:
-    check_strategy(layer)
+    order = check_strategy(layer)
     n_in, n_out = layer.int_attr("n_in"), layer.int_attr("n_out")
-    if layer.weights["weight"].shape not in ((n_in, n_out),):
-        raise layer.refuse(f"weight shape {layer.weights['weight'].shape}, expected ({n_in}, {n_out})")
+    expected = (n_in, n_out) if order is None else (n_out, n_in)
+    if layer.weights["weight"].shape != expected:
+        raise layer.refuse(f"weight shape {layer.weights['weight'].shape}, expected {expected}")
     loops = ("    {\n"
              "        auto *yo = y;\n"
              "ACC_START\n"
              f"        for (int i = 0; i < {n_in}; i++) MAC(x[i], {layer.fn}_weight + i * {n_out});\n"
              "ACC_END\n"
              "    }\n")
-    return mac_layer(layer, n_in, n_out, loops)
+    return mac_layer(layer, n_in, n_out, loops, order)
 
 
 EMITTERS = {"Dense": emit_dense}

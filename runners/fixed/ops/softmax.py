@@ -31,19 +31,14 @@ def _address_bits(size: int, t: FixedType, layer: LayerPlan) -> int:
 
 def _effective_config(layer: LayerPlan) -> tuple[FixedType, FixedType, FixedType, FixedType, FixedType | None, int, int]:
     """(exp_table_t, inv_table_t, accum_t, inv_inp_t, inp_norm_t, exp_table_size, inv_table_size) as
-    hls4ml's SoftmaxConfigTemplate writes them: an accum_t left at the model default becomes the exp
-    table type widened by ceil(log2(n)) bits (TRN, WRAP), a default inv_inp_t the exp table type, a
+    hls4ml's SoftmaxConfigTemplate writes them: a default inv_inp_t becomes the exp table type, a
     missing inp_norm_t the input type made unsigned (which also caps the exp table at 2^width)."""
     t, defaults = layer.types, set(layer.attrs.get("default_types", ()))
-    n = layer.output.size
     table_size = int(layer.attrs.get("table_size", 1024))
     n_exp = int(layer.attrs.get("exp_table_size", table_size))
     n_inv = int(layer.attrs.get("inv_table_size", table_size))
     exp_t, inv_t = t["exp_table"], t["inv_table"]
-    accum = t["accum"]
-    if "accum" in defaults:
-        scale = math.ceil(math.log2(n)) if n > 1 else 0
-        accum = FixedType(exp_t.width + scale, exp_t.integer + scale, exp_t.signed)
+    accum = t["accum"]  # the template computes a widened accum_t_str but writes accum_t.name (1.3.0)
     inv_inp = exp_t if "inv_inp" in defaults or "inv_inp" not in t else t["inv_inp"]
     norm = t.get("inp_norm")
     if str(layer.attrs.get("implementation", "stable")).lower() == "stable" and norm is None:

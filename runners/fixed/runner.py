@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +40,7 @@ _REVISION = 2  # bump when the generated code changes: part of the cache key
 FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-march=native", "-ffp-contract=off")
 MIN_CHUNK = 64  # samples per thread below which splitting costs more than it saves
 PLAN = "plan.json"
+_CONVERTING = threading.Lock()
 SOURCE = "model.cpp"
 
 
@@ -217,8 +219,9 @@ def _plan(model: Model, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
         started = time.perf_counter()
         hls_options = {**options, "io_type": "io_parallel"}
-        hls_model = convert(model, frontend_for(source), hls_options, folder / "unwritten")
-        plan = plan_from_hls(hls_model)
+        with _CONVERTING:  # hls4ml's converters are not known to be thread-safe; the compile after this is
+            hls_model = convert(model, frontend_for(source), hls_options, folder / "unwritten")
+            plan = plan_from_hls(hls_model)
         text, counters = generate(plan)
         (folder / SOURCE).write_text(text)
         meta = {

@@ -110,11 +110,18 @@ template <int FIN, int W, int F, bool S, int Q, int O, typename T> inline T requ
     return overflow<W, S, O, T>(exact);
 }
 
+// 2^e as a double, exactly, at compile time (|e| <= 1000)
+constexpr double pow2(int e) {
+    double r = 1.0;
+    for (int i = 0; i < (e < 0 ? -e : e); i++) r = e < 0 ? r / 2 : r * 2;
+    return r;
+}
+
 // A double (finite or not) -> raw of <W, F, S, Q, O>, as ap_fixed_base(double) does.
 template <int W, int F, bool S, int Q, int O> inline int64_t from_double(double d, uint64_t *count = nullptr) {
     constexpr int64_t lo = lowest_kept<W, S, O, int64_t>(), hi = highest<W, S, int64_t>();
     if (std::isnan(d)) return 0;
-    const double t = std::ldexp(d, F);  // exact: a power-of-two scale
+    const double t = d * pow2(F);  // exact: a power-of-two scale (doubles here are far from under/overflow)
     double f = std::floor(t);
     const double rem = t - f;  // exact
     double r = f;
@@ -200,7 +207,7 @@ inline void acc_finish_counted(T *acc, E *exact, bool *changed, uint64_t &count)
     }
 }
 
-template <int F, typename T> inline double to_double(T raw) { return std::ldexp((double)raw, -F); }
+template <int F, typename T> inline double to_double(T raw) { return (double)raw * pow2(-F); }
 
 // hls4ml's softmax table address: the top N bits of the W-bit pattern.
 template <int W, int N, typename T> inline unsigned top_bits(T raw) {

@@ -34,4 +34,5 @@ def emit_batchnorm(layer: LayerPlan) -> Emitted:
     return Emitted(decls, f"{layer.fn}<COUNT>({x.cname}, {y.cname}, ovf + OVF_{layer.fn});\n", init=s_init + b_init)
 
 
-EMITTERS = {"BatchNormalization": emit_batchnorm}
+# ApplyAlpha (qonnx's scale/bias, e.g. a MatMul's bias Add) is a BatchNormalization subclass in hls4ml: the same kernel
+EMITTERS = {"BatchNormalization": emit_batchnorm, "ApplyAlpha": emit_batchnorm}

@@ -1,4 +1,4 @@
-"""The `yukti` command: backends, check, bench, zoo, datasets, results.
+"""The `yukti` command: backends, check, bench, choose, scan, export, zoo, datasets, results, cache.
 
 Longer than 400 lines on purpose: every subcommand's parser, its printing and the shared exit
 codes, warnings and stream handling (quiet frameworks, store warnings) live together, so that
@@ -248,6 +248,63 @@ def cmd_choose(args: argparse.Namespace) -> int:
     return ExitCode.OK if winner is not None else ExitCode.NO_WINNER
 
 
+def _int_range(text: str) -> list[int]:
+    """'6..18' (every integer), '6..18:2' (a step), '8,10,16' or '12': the CLI's ranges of bits."""
+    text = text.strip()
+    match = re.fullmatch(r"(-?\d+)\.\.(-?\d+)(?::(\d+))?", text)
+    if match:
+        low, high, step = int(match[1]), int(match[2]), int(match[3] or 1)
+        if step < 1 or high < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: a range is LOW..HIGH[:STEP] with LOW <= HIGH and STEP >= 1")
+        return list(range(low, high + 1, step))
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LOW..HIGH[:STEP] (6..18, 6..18:2) or a list (8,10,16)") from None
+
+
+SCAN_TABLE = [("config", "configuration"), ("argmax_agreement", "agreement"), ("auc", "AUC"), ("auc_drop", "AUC drop"),
+              ("eff_at_bkg_1pct", "eff @ 1% bkg"), ("max_abs_diff", "max |Δ|"), ("mean_abs_diff", "mean |Δ|"),
+              ("overflows", "overflows"), ("prepare_s", "build s")]
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """Exit 0 when the scan ran (and, with a bound, some configuration meets it), 1 when none meets it."""
+    from yukti.scan import describe_smallest, scan
+
+    options = {"strategy": args.strategy} if args.strategy else {}
+    frame = scan(args.model, args.precision or None, bits=args.bits, int_bits=args.int_bits, per_layer=args.per_layer,
+                 margin=args.margin, data=args.data, n_samples=args.eval_samples, backend=args.backend, options=options,
+                 signal=args.signal, max_auc_drop=args.max_auc_drop, min_agreement=args.min_agreement,
+                 progress=not args.quiet and STDERR_IS_TERMINAL or args.progress, store=not args.no_store)
+    if args.json:
+        _write(args.json, frame.to_json(orient="records", date_format="iso", indent=1, default_handler=str))
+    if args.csv:
+        _write(args.csv, frame.to_csv(index=False))
+    if args.json == "-" or args.csv == "-":
+        return ExitCode.OK
+    first = frame.iloc[0]
+    table = Table(title=shown(f"precision scan of {first['model']} on {first['dataset']} · {first['n_samples']} samples · "
+                              f"{args.backend} · float AUC {_fmt(first.get('reference_auc'))}"))
+    columns = [(c, h) for c, h in SCAN_TABLE if c in frame.columns]
+    for _, header in columns:
+        table.add_column(header, justify="left" if header == "configuration" else "right")
+    table.add_column("")
+    for _, row in frame.iterrows():
+        mark = "[bold green]smallest[/]" if row.get("smallest") is True else ("[green]meets[/]" if row.get("meets") is True else "")
+        if row.get("status") != "ok":
+            mark = f"[yellow]{escape(str(row.get('error'))[:60])}[/]"
+        table.add_row(*[escape(_fmt(row.get(c))) for c, _ in columns], mark)
+    console.print(table)
+    console.print(describe_smallest(frame), markup=False, highlight=False)
+    if not args.no_store:
+        from yukti.scan import scan_store
+
+        console.print(f"stored in {scan_store()}", style="dim")
+    bounded = args.max_auc_drop is not None or args.min_agreement is not None
+    return ExitCode.NO_WINNER if bounded and frame.attrs.get("smallest") is None else ExitCode.OK
+
+
 def _constraint_column(name: str) -> str:
     from yukti.chooser import CONSTRAINTS
 
@@ -463,6 +520,32 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--no-store", action="store_true", help="neither read nor append the local results store")
     _add_verbose(choose)
     choose.set_defaults(func=cmd_choose)
+    scan = _subcommand(sub, "scan", "fixed-point precision scan of MODEL: what each precision does to the physics",
+                       (ExitCode.OK, ExitCode.NO_WINNER, ExitCode.USAGE, ExitCode.INTERNAL),
+                       description="Run MODEL at every ap_fixed<W,I> of a grid on the fixed backend (bit-identical to "
+                                   "hls4ml's emulation) and measure agreement, AUC, AUC drop and overflows; with "
+                                   "--max-auc-drop, name the smallest precision that keeps it.")
+    scan.add_argument("model", nargs="?", default="jet_dnn", help="zoo model name or .onnx path (default: jet_dnn)")
+    scan.add_argument("--bits", type=_int_range, default=list(range(6, 19, 2)), help="total widths W: 6..18, 6..18:2 or 8,12,16 (default 6..18:2)")
+    scan.add_argument("--int-bits", type=_int_range, default=list(range(2, 9, 2)), help="integer bits I (default 2..8:2)")
+    scan.add_argument("--per-layer", action="store_true",
+                      help="one configuration per width; each layer's integer bits from the float model's value ranges (profiling)")
+    scan.add_argument("--margin", type=int, default=0, help="--per-layer: extra integer bits over the profiled ones")
+    scan.add_argument("--precision", nargs="+", help="explicit types instead of the grid (e.g. 'ap_fixed<10,4,AP_RND,AP_SAT>')")
+    scan.add_argument("--strategy", choices=["Latency", "Resource"], help="hls4ml strategy (default Latency)")
+    scan.add_argument("--backend", default="fixed", help="fixed-point backend to scan on (default: fixed; hls4ml works, slowly)")
+    scan.add_argument("--max-auc-drop", type=limit, help="bound: reference AUC minus the configuration's")
+    scan.add_argument("--min-agreement", type=limit, help="bound: argmax agreement with the float model")
+    scan.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
+    scan.add_argument("--signal", help="signal class for AUC (name or index)")
+    scan.add_argument("--eval-samples", type=POSITIVE_INT.argparse, default=20_000, help="samples per configuration")
+    scan.add_argument("--json", metavar="PATH", help="also write the rows as JSON ('-' for stdout)")
+    scan.add_argument("--csv", metavar="PATH", help="also write the rows as CSV ('-' for stdout)")
+    scan.add_argument("--no-store", action="store_true", help="do not keep the scan in the store")
+    scan.add_argument("--quiet", action="store_true", help="no progress bar")
+    scan.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    _add_verbose(scan)
+    scan.set_defaults(func=cmd_scan)
     export = _subcommand(sub, "export", "write a backend's standalone sources for MODEL")
     export.add_argument("model", help="zoo model name or .onnx path")
     export.add_argument("--backend", default="cpp", help="backend with an export (default: cpp)")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-from yukti.runners.fixed.ops import activation, batchnorm, conv, dense, layout, pool, softmax
+from yukti.runners.fixed.ops import activation, batchnorm, conv, dense, layout, merge, pool, softmax
 from yukti.runners.fixed.plan import Emitted, LayerPlan
 
 EMITTERS: dict[str, Callable[[LayerPlan], Emitted]] = {
     **dense.EMITTERS, **conv.EMITTERS, **activation.EMITTERS, **softmax.EMITTERS, **pool.EMITTERS,
-    **batchnorm.EMITTERS, **layout.EMITTERS,
+    **batchnorm.EMITTERS, **layout.EMITTERS, **merge.EMITTERS,
 }
 
 

@@ -126,9 +126,10 @@ def _headed(*columns: str) -> list[tuple[str, str]]:
 
 SUMMARY_COLUMNS = _headed("backend", "batch_size", "latency_p50_us", "latency_p99_us", "latency_native_p50_us", "throughput_per_s",
                           "argmax_agreement", "max_abs_diff", "max_rel_error", "resolution", "score_rel_error", "auc",
-                          "eff_at_bkg_1pct", "prepare_s", "status")
-# Columns of one task only: shown when some row has a value (a regression run has no argmax agreement).
-_TASK_COLUMNS = {"argmax_agreement", "max_rel_error", "resolution", "score_rel_error", "auc", "eff_at_bkg_1pct"}
+                          "eff_at_bkg_1pct", "overflows", "prepare_s", "status")
+# Columns of one task (or one kind of backend) only: shown when some row has a value (a regression run
+# has no argmax agreement, a float-only run no overflow counts).
+_TASK_COLUMNS = {"argmax_agreement", "max_rel_error", "resolution", "score_rel_error", "auc", "eff_at_bkg_1pct", "overflows"}
 
 
 def results_table(frame: pd.DataFrame, title: str | Text) -> Table:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
 import resource
 import time
@@ -359,7 +360,16 @@ def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: i
         if "threads_effective" in runner.info:  # e.g. TensorFlow's pools, fixed when it started
             quality["threads"] = int(runner.info["threads_effective"])
         # the reference's outputs on these inputs are the baseline's (cached): no second slow pass
-        outputs = baseline.outputs if name == REFERENCE_BACKEND else evaluate(runner, baseline.arrays)
+        if name == REFERENCE_BACKEND:
+            outputs = baseline.outputs
+        elif cls.has(Capability.OVERFLOWS):  # the same outputs, with what each layer's types wrapped or saturated
+            outputs, report = runner.run_with_overflows(baseline.arrays)
+            outputs = outputs[0] if isinstance(outputs, tuple) else outputs
+            per_layer = report.groupby("layer", sort=False)["overflows"].sum()
+            quality["overflows"] = int(per_layer.sum())
+            quality["overflow_layers"] = json.dumps({str(k): int(v) for k, v in per_layer.items() if v})
+        else:
+            outputs = evaluate(runner, baseline.arrays)
         quality.update(baseline.compare(outputs))
         baseline.keep_curves(name, base["options"], outputs)
     except Exception as exc:  # one failing backend must not lose the others' results

@@ -39,6 +39,7 @@ COLUMNS = [
     "n_calls", "throughput_per_s",
     "max_abs_diff", "mean_abs_diff", "argmax_agreement", "auc", "eff_at_bkg_1pct", "eff_at_bkg_10pct", "signal_class",
     "task", "reference_auc", "max_rel_error", "mean_rel_error", "resolution", "score_rel_error",
+    "overflows", "overflow_layers",
     "prepare_s", "artifact_bytes", "peak_rss_mb", "rss_prepare_mb",
     "dataset", "dataset_synthetic", "n_samples",
     "git_commit", "timestamp", "host", "cpu", "cpu_cores", "python", "platform", "packages",

@@ -74,6 +74,7 @@ class Capability(enum.Flag):
     NATIVE_TIMING = enum.auto()  # `time_native(inputs, n_calls)`: per-call ns timed without Python
     EXPORT = enum.auto()  # `export(model, directory)`: standalone sources
     COLUMNS = enum.auto()  # `columns(cols)`: column (SoA) input, one array per feature
+    OVERFLOWS = enum.auto()  # `run_with_overflows(inputs)`: outputs and per-layer fixed-point overflow counts
 
 
 class CapabilityError(YuktiError, NotImplementedError):
@@ -81,7 +82,8 @@ class CapabilityError(YuktiError, NotImplementedError):
 
 
 # The method each capability promises; a class that declares one must define it.
-_CAPABILITY_METHODS = {Capability.NATIVE_TIMING: "time_native", Capability.EXPORT: "export", Capability.COLUMNS: "columns"}
+_CAPABILITY_METHODS = {Capability.NATIVE_TIMING: "time_native", Capability.EXPORT: "export", Capability.COLUMNS: "columns",
+                       Capability.OVERFLOWS: "run_with_overflows"}
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,8 @@ METRICS: dict[str, Metric] = {m.column: m for m in [
     Metric("max_rel_error", "max relative error", "fraction", task=_R + _A, short="max rel. err", log=True),
     Metric("mean_rel_error", "mean relative error", "fraction", task=_R + _A, short="mean rel. err", log=True),
     Metric("resolution", "resolution (std of output − reference)", "output units", task=_R + _A, short="resolution", log=True),
+    # fixed point: values the types wrapped or saturated on the evaluation data (fixed backend)
+    Metric("overflows", "values overflowed (wrapped or saturated)", "values", short="overflows"),
     # anomaly detection
     Metric("score_rel_error", "anomaly score mean relative error", "fraction", task=_A, short="score rel. err", log=True),
 ]}

@@ -30,7 +30,7 @@ from yukti.cache import ArtifactCache
 from yukti.errors import UnsupportedModelError
 from yukti.model import Model
 from yukti.options import Option
-from yukti.runner import Runner, Support, package_version
+from yukti.runner import Capability, Runner, Support, package_version
 from yukti.runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, STRATEGIES, layer_precisions, precision
 from yukti.runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
 from yukti.runners.hls4ml.runner import HLS4MLRunner, _input_permutations
@@ -50,6 +50,7 @@ class FixedRunner(Runner):
     packages = ("hls4ml",)  # its converter decides the layers and types; nothing of it runs in a call
     fixed_point = True
     thread_safe = True  # tables are filled when the library loads; a call touches no shared state
+    capabilities = Capability.OVERFLOWS
     options = {
         "precision": Option("ap_fixed<16,6>", check=precision, doc="model-wide default type"),
         "layer_precision": Option(None, nullable=True, check=layer_precisions,

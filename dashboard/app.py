@@ -19,6 +19,7 @@ PAGES = [
     st.Page("app_pages/throughput.py", title="Throughput", icon=":material/show_chart:", url_path="throughput"),
     st.Page("app_pages/history.py", title="History", icon=":material/history:", url_path="history"),
     st.Page("app_pages/fidelity.py", title="Fidelity", icon=":material/target:", url_path="fidelity"),
+    st.Page("app_pages/precision.py", title="Precision", icon=":material/tune:", url_path="precision"),
     st.Page("app_pages/choose.py", title="Choose", icon=":material/check_circle:", url_path="choose"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/table:", url_path="runs"),
 ]

@@ -1,5 +1,6 @@
 """Plotly figures for the dashboard. One parameterized function, `metric_chart`, draws every
-line, scatter and bar chart; two overlays add the Pareto front and flagged steps. No Streamlit.
+line, scatter and bar chart; two overlays add the Pareto front and flagged steps; the Precision page
+has its own three (scan curves, overflows per layer, value ranges per layer). No Streamlit.
 """
 
 from __future__ import annotations
@@ -77,4 +78,74 @@ def add_flags(fig: go.Figure, flags: pd.DataFrame, x: str, y: str, name: str = "
         customdata=flags[["label", "change"]].to_numpy(),
         hovertemplate="%{customdata[0]}: %{customdata[1]:+.1%} at %{x}<extra>regression</extra>",
     ))
+    return fig
+
+
+# -- precision scans --------------------------------------------------------------------------------
+
+def _line_order(lines: pd.Series) -> list[str]:
+    """"I=2" before "I=10" (string order would not), "per-layer" last."""
+    def key(name: str) -> tuple[int, str]:
+        digits = name.removeprefix("I=")
+        return (int(digits), "") if digits.isdigit() else (10**6, name)
+    return sorted({str(v) for v in lines}, key=key)
+
+
+def precision_curves(rows: pd.DataFrame, y: str, *, reference: float | None = None, log_y: bool = False,
+                     title: str = "", height: int = 420) -> go.Figure:
+    """`y` against the total bits of a scan's configurations (`yukti.dashboard.data.scan_rows`), one
+    line per `line` (integer bits, or "per-layer"); `reference` (the float model's value) as a dashed
+    horizontal line; the configurations marked `smallest` as stars."""
+    rows = rows[pd.to_numeric(rows[y], errors="coerce").notna()]
+    fig = metric_chart(rows, "width", y, color="line", log_y=log_y, title=title, height=height,
+                       x_title="total bits W", hover=["config", "precision", "overflows", "meets"],
+                       category_orders={"line": _line_order(rows["line"])})
+    if reference is not None and pd.notna(reference) and not rows.empty:
+        low, high = float(rows["width"].min()), float(rows["width"].max())
+        fig.add_trace(go.Scatter(x=[low, high], y=[reference, reference], mode="lines", name="float reference",
+                                 line=dict(dash="dash", color="gray"),
+                                 hovertemplate=f"float reference: {reference:.4g}<extra></extra>"))
+    best = rows[rows["smallest"].fillna(False).astype(bool)] if "smallest" in rows.columns else rows.iloc[:0]
+    if not best.empty:
+        fig.add_trace(go.Scatter(x=best["width"], y=best[y], mode="markers+text", name="smallest meeting the bound",
+                                 text=best["config"], textposition="top center",
+                                 marker=dict(symbol="star", size=20, color="gold", line=dict(width=1, color="black")),
+                                 hovertemplate="smallest meeting the bound: %{text}<extra></extra>"))
+    fig.update_layout(legend_title_text="integer bits")
+    return fig
+
+
+def overflow_chart(counts: pd.DataFrame, title: str = "", height: int = 360) -> go.Figure:
+    """Values wrapped or saturated per layer (`yukti.dashboard.data.overflow_counts`), one bar each,
+    in layer order."""
+    fig = go.Figure(go.Bar(x=counts["layer"].astype(str), y=counts["overflows"], name="overflows",
+                           text=counts["overflows"], textposition="outside",
+                           hovertemplate="%{x}: %{y} values overflowed<extra></extra>"))
+    fig.update_layout(title=title, height=height, xaxis_title="hls4ml layer", yaxis_title=metric_label("overflows"),
+                      margin=dict(l=10, r=10, t=60 if title else 20, b=10))
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=counts["layer"].astype(str).tolist())
+    return fig
+
+
+def range_chart(ranges: pd.DataFrame, title: str = "", height: int | None = None) -> go.Figure:
+    """Per layer (`yukti.dashboard.data.layer_ranges`), the result type's representable range as a
+    floating bar and, when profiled, the float values' range inside it: a float bar that sticks out
+    of its type bar is a layer that overflows."""
+    layers = ranges["layer"].astype(str)
+    fig = go.Figure(go.Bar(
+        y=layers, x=ranges["highest"] - ranges["lowest"], base=ranges["lowest"], orientation="h",
+        name="representable by the type", marker=dict(color="rgba(99, 110, 250, 0.35)"),
+        customdata=ranges[["type", "lowest", "highest"]],
+        hovertemplate="%{y}: %{customdata[0]} holds [%{customdata[1]:.4g}, %{customdata[2]:.4g}]<extra></extra>"))
+    if {"float_min", "float_max"} <= set(ranges.columns):
+        fig.add_trace(go.Bar(
+            y=layers, x=ranges["float_max"] - ranges["float_min"], base=ranges["float_min"], orientation="h",
+            name="float values (profile)", marker=dict(color="rgba(239, 85, 59, 0.85)"), width=0.35,
+            customdata=ranges[["float_min", "float_max"]],
+            hovertemplate="%{y}: float values in [%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"))
+    fig.update_layout(title=title, height=height or max(260, 60 + 40 * len(ranges)), barmode="overlay",
+                      xaxis_title="value", margin=dict(l=10, r=10, t=60 if title else 20, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0))
+    # the first layer on top, as in the model
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=layers.tolist()[::-1])
     return fig

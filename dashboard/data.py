@@ -1,5 +1,6 @@
 """Data for the dashboard: loading the results store and asv history, the Pareto front, choosing
-from stored results (through yukti.chooser), step flags, the stored fidelity curves and the quick benchmark.
+from stored results (through yukti.chooser), step flags, the stored fidelity curves, the stored
+precision scans (yukti.scan) and the quick benchmark.
 Metric names, labels and directions, and the derived metrics, come from yukti.vocabulary.
 
 No Streamlit here: the pages wrap these functions in `st.cache_data` / `st.cache_resource`, and the
@@ -16,7 +17,8 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 import yukti
-from yukti import chooser, curves, results, vocabulary
+from yukti import chooser, curves, results, scan, vocabulary
+from yukti.fixed_point import FixedType, PrecisionError
 from yukti.vocabulary import METRICS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -329,6 +331,142 @@ def difference_histogram(stored: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     if len(filled):
         rows = rows[rows["log10_abs_diff"].between(filled.min() - 0.5, filled.max() + 0.5)]
     return rows.reset_index(drop=True), equal
+
+
+# -- precision scans (yukti.scan) ----------------------------------------------------------------------
+
+# What a scan measured per configuration, in the order the Precision page offers them.
+SCAN_METRICS = ("auc", "auc_drop", "eff_at_bkg_1pct", "eff_at_bkg_10pct", "argmax_agreement", "max_abs_diff",
+                "mean_abs_diff")
+SCAN_NUMBERS = ("width", "integer_bits", "overflows", "prepare_s", "reference_auc", "n_samples", *SCAN_METRICS)
+PER_LAYER = "per-layer"
+
+
+def scan_fingerprint(store: str | os.PathLike | None = None) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of the scan files (`scans/` in the store): the cache key
+    of `load_scans`, so a new scan is picked up on the next rerun."""
+    folder = scan.scan_store(store_path(store))
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.parquet")))
+
+
+def load_scans(store: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every stored scan row (yukti.scan.load_scans), with the columns a scan may lack filled: a
+    scan without a bound has no `meets` / `smallest`, one with no failed configuration no `error`.
+    A per-layer scan's integer bits are all None, which Parquet stores untyped: made numeric here."""
+    frame = scan.load_scans(store_path(store))
+    for column in [*scan.SCAN_COLUMNS, "status", "error"]:
+        if column not in frame.columns:
+            frame[column] = pd.NA
+    for column in SCAN_NUMBERS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["status"] = frame["status"].fillna("ok")  # scans stored before failures were recorded
+    for column in ("meets", "smallest"):
+        frame[column] = frame[column].astype("boolean")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
+    return frame
+
+
+def scan_models(scans: pd.DataFrame) -> list[str]:
+    return sorted(scans["model"].dropna().astype(str).unique().tolist())
+
+
+def scan_list(scans: pd.DataFrame, model: str) -> pd.DataFrame:
+    """One row per stored scan of `model`, newest first: scan_id, timestamp, mode, backend, dataset,
+    n_samples, configs (how many configurations), failed (how many of them failed), smallest."""
+    rows = scans[scans["model"] == model]
+    columns = ["scan_id", "timestamp", "mode", "backend", "dataset", "n_samples", "configs", "failed", "smallest"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    listed = (rows.groupby("scan_id", sort=False)
+              .agg(timestamp=("timestamp", "first"), mode=("mode", "first"), backend=("backend", "first"),
+                   dataset=("dataset", "first"), n_samples=("n_samples", "first"), configs=("config", "size"),
+                   failed=("status", lambda s: int((s != "ok").sum())))
+              .reset_index())
+    best = rows[rows["smallest"].fillna(False).astype(bool)].drop_duplicates("scan_id").set_index("scan_id")["config"]
+    listed["smallest"] = listed["scan_id"].map(best)
+    return listed[columns].sort_values("timestamp", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def scan_rows(scans: pd.DataFrame, scan_id: str) -> pd.DataFrame:
+    """The configurations of one scan, fewest bits first, with `line`: the curve each belongs to
+    (integer bits "I=4" in a global scan, "per-layer" in a per-layer one)."""
+    rows = scans[scans["scan_id"].astype(str) == str(scan_id)]
+    rows = rows.sort_values(["width", "integer_bits"], na_position="last", kind="stable").reset_index(drop=True)
+    lines = [PER_LAYER if mode == PER_LAYER or pd.isna(bits) else f"I={int(bits)}"
+             for mode, bits in zip(rows["mode"], rows["integer_bits"])]
+    return rows.assign(line=lines, smallest=rows["smallest"].fillna(False).astype(bool))
+
+
+def bound_given(rows: pd.DataFrame) -> bool:
+    """Whether the scan was run with a bound (max_auc_drop / min_agreement): only then are `meets`
+    and `smallest` filled."""
+    return bool(rows["meets"].notna().any())
+
+
+def smallest_row(rows: pd.DataFrame) -> pd.Series | None:
+    """The configuration yukti.scan marked as the cheapest one meeting the bound, if any."""
+    marked = rows[rows["smallest"].fillna(False).astype(bool)]
+    return marked.iloc[0] if len(marked) else None
+
+
+def _json_object(text: object) -> dict:
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def overflow_counts(row: pd.Series | dict) -> pd.DataFrame:
+    """Per hls4ml layer, how many values one configuration wrapped or saturated (from its
+    `overflow_layers` JSON), in the order the scan listed the layers; layers without any are absent."""
+    counts = _json_object(row.get("overflow_layers"))
+    return pd.DataFrame({"layer": [str(k) for k in counts], "overflows": [int(v) for v in counts.values()]})
+
+
+def layer_ranges(row: pd.Series | dict, profile: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per layer, the range one configuration's result type can represent ([-2^(I-1), 2^(I-1)) for
+    ap_fixed<W,I>) next to the float range the profile measured, if one is given.
+
+    The type of a layer: its `result` in a per-layer scan's `layer_precision`, else the scan's
+    model-wide `precision` (every layer of a global scan; in a per-layer scan the layers the
+    profile left to the default, like the softmax). Columns: layer, class, type, source ("layer"
+    or "model default"), lowest, highest, and with a profile float_min, float_max, abs_p999 and
+    fits (the float range lies inside the type's)."""
+    per_layer = {str(k): v.get("result") for k, v in _json_object(row.get("layer_precision")).items()
+                 if isinstance(v, dict) and v.get("result")}
+    default = row.get("precision")
+    if profile is not None and not profile.empty:
+        layers = [(str(r["layer"]), str(r["class"])) for r in profile.to_dict("records")]
+    else:
+        layers = [(name, "") for name in per_layer] or [("(every layer)", "")]
+    records = []
+    for layer, kind in layers:
+        text = per_layer.get(layer, default)
+        try:
+            fixed = FixedType.parse(text)
+        except PrecisionError:  # an unparsable type is shown as such, not dropped
+            fixed = None
+        records.append({"layer": layer, "class": kind, "type": str(text),
+                        "source": "layer" if layer in per_layer else "model default",
+                        "lowest": fixed.lowest if fixed else float("nan"),
+                        "highest": fixed.highest if fixed else float("nan")})
+    frame = pd.DataFrame(records, columns=["layer", "class", "type", "source", "lowest", "highest"])
+    if profile is None or profile.empty:
+        return frame
+    measured = profile.assign(layer=profile["layer"].astype(str)).set_index("layer")
+    for source, column in (("min", "float_min"), ("max", "float_max"), ("abs_p999", "abs_p999")):
+        values = measured[source] if source in measured.columns else pd.Series(dtype=float)
+        frame[column] = pd.to_numeric(frame["layer"].map(values), errors="coerce")
+    # a layer the profile has no values for (say one whose output it could not read) is unknown, not "fits"
+    known = frame[["float_min", "float_max"]].notna().all(axis=1)
+    inside = (frame["float_min"] >= frame["lowest"]) & (frame["float_max"] <= frame["highest"])
+    frame["fits"] = inside.where(known).astype("boolean")
+    return frame
 
 
 # -- the quick benchmark ----------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from yukti.errors import UnsupportedModelError
 from yukti.model import Model
 from yukti.options import Option
 from yukti.runner import Capability, Runner, Support, package_version
-from yukti.runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, STRATEGIES, layer_precisions, precision
+from yukti.fixed_point import FixedType, PrecisionError
+from yukti.runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, STRATEGIES, layer_precisions
 from yukti.runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
 from yukti.runners.hls4ml.runner import HLS4MLRunner, _input_permutations
 from yukti.toolchain import compiler_version, find_compiler
@@ -44,6 +45,26 @@ _CONVERTING = threading.Lock()
 SOURCE = "model.cpp"
 
 
+def precision(value: Any) -> str:
+    """For `Option.check`: a type the emulation holds (yukti.fixed_point says what is accepted)."""
+    try:
+        FixedType.parse(value)
+    except PrecisionError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def fixed_layer_precisions(value: Any) -> dict[str, Any]:
+    layer_precisions(value)  # the shape of the dict, as the hls4ml backend checks it
+    for layer, entry in value.items():
+        for text in (entry.values() if isinstance(entry, dict) else [entry]):
+            try:
+                FixedType.parse(text)
+            except PrecisionError as exc:
+                raise ValueError(f"layer {layer!r}: {exc}") from None
+    return value
+
+
 class FixedRunner(Runner):
     name = "fixed"
     description = "hls4ml fixed-point firmware emulated bit-exactly by generated integer C++ (no ap_types)"
@@ -53,7 +74,7 @@ class FixedRunner(Runner):
     capabilities = Capability.OVERFLOWS
     options = {
         "precision": Option("ap_fixed<16,6>", check=precision, doc="model-wide default type"),
-        "layer_precision": Option(None, nullable=True, check=layer_precisions,
+        "layer_precision": Option(None, nullable=True, check=fixed_layer_precisions,
                                   doc='{hls4ml layer name: "ap_fixed<..>" or {"result": .., "weight": .., "accum": ..}}'),
         "reuse_factor": Option(1, type=int, minimum=1, doc="as hls4ml (Resource strategy order)"),
         "strategy": Option("Latency", choices=STRATEGIES),
@@ -114,6 +135,7 @@ class FixedRunner(Runner):
             "compile_s": lib_entry.manifest["build_s"],
             "versions": {"hls4ml": plan_meta["hls4ml"], "compiler": compiler_version(find_compiler() or "g++")},
             "source": plan_meta["source"],
+            "source_path": str(plan_entry.path / SOURCE),  # the generated C++, for reading and debugging
             "layer_precisions": plan_meta["layers"],
             "threads": threads,
             "count_overflows": self._counting,

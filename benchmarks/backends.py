@@ -11,6 +11,7 @@ line) and hands its result to each benchmark:
   names and units are yukti.vocabulary's (`accuracy_drop` was tracked as `argmax_disagreement`
   before; yukti.results.from_asv reads the old name as the new one);
 - `Build`, `ArtifactSize`: preparation seconds from a cold artifact cache, artifact bytes;
+- `Overflows`: values a fixed-point backend's types wrapped or saturated on the evaluation data;
 - `Call.time_call`: asv's own timing of one user-facing call `run(x)`;
 - `PrepareMemory.peakmem_prepare`: peak RSS of a process that prepares the backend cold.
 
@@ -53,7 +54,7 @@ def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
 # jet_dnn_keras: the Keras twin, so the keras backend (which runs only Keras-trained models) is tracked too
 MODELS = _env_list("YUKTI_ASV_MODELS", ("jet_dnn", "jet_dnn_keras", "cluster_cnn"))
 # Every backend Yukti ships, fixed: a commit that lacks one skips it rather than shifting indices.
-BACKENDS = _env_list("YUKTI_ASV_BACKENDS", ("reference", "onnxruntime", "torch", "cpp", "torch_aot", "hls4ml", "keras"))
+BACKENDS = _env_list("YUKTI_ASV_BACKENDS", ("reference", "onnxruntime", "torch", "cpp", "torch_aot", "hls4ml", "keras", "fixed"))
 BATCH_SIZES = tuple(int(b) for b in _env_list("YUKTI_ASV_BATCHES", ("1", "1024")))
 REFERENCE = "reference"
 # The reference evaluator is ONNX's pure-Python interpreter, the accuracy yardstick: it is timed at
@@ -361,6 +362,23 @@ class ArtifactSize(_EngineRun):
     @_with_unit("bytes")
     def track_artifact_bytes(self, cache: Cache, model: str, backend: str) -> float:
         return self.value(self.row, "artifact_bytes")
+
+
+class Overflows(_EngineRun):
+    """Fixed-point backends: values their types wrapped or saturated on the evaluation data (a
+    change means the emulated arithmetic changed)."""
+
+    params = [list(MODELS), list(BACKENDS)]
+    param_names = ["model", "backend"]
+
+    def setup(self, cache: Cache, model: str, backend: str) -> None:
+        self.row = self.record(cache, model, backend)
+        if self.row.get("overflows") is None:
+            raise NotImplementedError(f"{backend} does not count fixed-point overflows")
+
+    @_with_unit("values")
+    def track_overflows(self, cache: Cache, model: str, backend: str) -> float:
+        return self.value(self.row, "overflows")
 
 
 def _load_model(cache: Cache, model: str) -> Any:

@@ -97,9 +97,13 @@ def precision_curves(rows: pd.DataFrame, y: str, *, reference: float | None = No
     line per `line` (integer bits, or "per-layer"); `reference` (the float model's value) as a dashed
     horizontal line; the configurations marked `smallest` as stars."""
     rows = rows[pd.to_numeric(rows[y], errors="coerce").notna()]
+    order = _line_order(rows["line"])
     fig = metric_chart(rows, "width", y, color="line", log_y=log_y, title=title, height=height,
                        x_title="total bits W", hover=["config", "precision", "overflows", "meets"],
-                       category_orders={"line": _line_order(rows["line"])})
+                       category_orders={"line": order})
+    # neighbouring integer bits in clearly different colours (the theme's sequence shades them alike)
+    for trace in fig.data:
+        trace.update(line_color=PALETTE[order.index(trace.name) % len(PALETTE)])
     if reference is not None and pd.notna(reference) and not rows.empty:
         low, high = float(rows["width"].min()), float(rows["width"].max())
         fig.add_trace(go.Scatter(x=[low, high], y=[reference, reference], mode="lines", name="float reference",
@@ -108,10 +112,13 @@ def precision_curves(rows: pd.DataFrame, y: str, *, reference: float | None = No
     best = rows[rows["smallest"].fillna(False).astype(bool)] if "smallest" in rows.columns else rows.iloc[:0]
     if not best.empty:
         fig.add_trace(go.Scatter(x=best["width"], y=best[y], mode="markers+text", name="smallest meeting the bound",
-                                 text=best["config"], textposition="top center",
+                                 text=best["config"], textposition="top center", cliponaxis=False,
                                  marker=dict(symbol="star", size=20, color="gold", line=dict(width=1, color="black")),
                                  hovertemplate="smallest meeting the bound: %{text}<extra></extra>"))
-    fig.update_layout(legend_title_text="integer bits")
+    # the legend under the plot: these charts sit two to a row, and a legend beside them halves the plot
+    fig.update_layout(legend_title_text="integer bits" if any(n.startswith("I=") for n in order) else "",
+                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    fig.update_xaxes(tickvals=sorted(rows["width"].unique().tolist()))  # the widths scanned, no others
     return fig
 
 
@@ -121,7 +128,7 @@ def overflow_chart(counts: pd.DataFrame, title: str = "", height: int = 360) -> 
     fig = go.Figure(go.Bar(x=counts["layer"].astype(str), y=counts["overflows"], name="overflows",
                            text=counts["overflows"], textposition="outside",
                            hovertemplate="%{x}: %{y} values overflowed<extra></extra>"))
-    fig.update_layout(title=title, height=height, xaxis_title="hls4ml layer", yaxis_title=metric_label("overflows"),
+    fig.update_layout(title=title, height=height, xaxis_title="hls4ml layer", yaxis_title="values overflowed",
                       margin=dict(l=10, r=10, t=60 if title else 20, b=10))
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=counts["layer"].astype(str).tolist())
     return fig

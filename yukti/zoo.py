@@ -76,6 +76,22 @@ def _cluster_cnn() -> Any:
     )
 
 
+def _mdt_conv1d() -> Any:
+    import keras
+
+    # Keras (channels-last): hls4ml converts a torch Conv1D followed by Flatten in another order
+    # than torch computes it, so the fixed-point backends need the Keras form of this net.
+    inputs = keras.Input((216, 8), name="mdt_hits")
+    x = keras.layers.Conv1D(4, 3, padding="same", activation="relu", name="conv_1")(inputs)
+    x = keras.layers.MaxPooling1D(4, name="pool_1")(x)
+    x = keras.layers.Conv1D(4, 3, padding="same", activation="relu", name="conv_2")(x)
+    x = keras.layers.MaxPooling1D(2, name="pool_2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(5, activation="relu", name="dense_1")(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name="output")(x)
+    return keras.Model(inputs, outputs, name="mdt_conv1d")
+
+
 SPECS: dict[str, ZooSpec] = {
     "jet_dnn": ZooSpec(
         "jet_dnn", "jet tagger 16-64-32-32-5 (ReLU, softmax) of the hls4ml tutorial, on jets_synthetic",
@@ -89,6 +105,12 @@ SPECS: dict[str, ZooSpec] = {
     "cluster_cnn": ZooSpec(
         "cluster_cnn", "Conv2D net on 16x16 pixel-cluster charge maps (single/inclined/merged), on pixel_clusters_synthetic",
         datasets.pixel_clusters_synthetic, _cluster_cnn, epochs=6, batch_size=128, learning_rate=3e-3, standardize=False,
+    ),
+    "mdt_conv1d": ZooSpec(
+        "mdt_conv1d", "Conv1D muon trigger on 8 x 216 drift-tube hits (709 parameters; the L0 MDT trigger's shape), "
+                      "Keras, on mdt_hits_synthetic",
+        datasets.mdt_hits_synthetic, _mdt_conv1d, epochs=6, batch_size=128, learning_rate=3e-3, standardize=False,
+        framework="keras",
     ),
 }
 

@@ -13,6 +13,7 @@ import streamlit as st
 
 import yukti
 import yukti.scan
+from yukti import vocabulary
 from yukti.dashboard import charts, data, ui
 
 ui.page_header("Precision", "Fixed-point precision scans: what each ap_fixed<W,I> did to the physics against the float "
@@ -27,6 +28,11 @@ def stored_scans(store: str, fingerprint: tuple) -> pd.DataFrame:  # fingerprint
 @st.cache_data(show_spinner="Profiling the float model (hls4ml conversion and a float pass)…")
 def profiled(model_name: str) -> pd.DataFrame:
     return yukti.scan.profile(model_name)
+
+
+def label(metric: str) -> str:
+    """A metric's name without its unit, for radio buttons and titles (the axes carry the unit)."""
+    return vocabulary.metric(metric).label
 
 
 store = str(data.store_path())
@@ -78,10 +84,10 @@ quality = data.available_metrics(ok, ["auc", "auc_drop", "eff_at_bkg_1pct", "eff
 left, right = st.columns(2)
 with left:
     if quality:
-        metric = st.radio("Metric", quality, format_func=data.metric_label, horizontal=True, key="precision_quality")
+        metric = st.radio("Metric", quality, format_func=label, horizontal=True, key="precision_quality")
         # the float model's own value: its AUC, and a drop of zero against itself
         reference = {"auc": first["reference_auc"], "auc_drop": 0.0}.get(metric)
-        st.plotly_chart(charts.precision_curves(ok, metric, reference=reference, title=f"{model_name}: {data.metric_label(metric)}"),
+        st.plotly_chart(charts.precision_curves(ok, metric, reference=reference, title=f"{model_name}: {label(metric)}"),
                         key="precision_quality_chart")
     else:
         st.caption("No AUC in this scan: its data had no labels with two classes (or the model is not a classifier).")
@@ -96,8 +102,8 @@ left, right = st.columns(2)
 with left:
     errors = data.available_metrics(ok, ["max_abs_diff", "mean_abs_diff"])
     if errors:
-        error = st.radio("Error", errors, format_func=data.metric_label, horizontal=True, key="precision_error")
-        st.plotly_chart(charts.precision_curves(ok, error, log_y=True, title=f"{model_name}: {data.metric_label(error)}"),
+        error = st.radio("Error", errors, format_func=label, horizontal=True, key="precision_error")
+        st.plotly_chart(charts.precision_curves(ok, error, log_y=True, title=f"{model_name}: {label(error)} (log)"),
                         key="precision_error_chart")
 with right:
     if data.available_metrics(ok, ["overflows"]):
@@ -113,22 +119,12 @@ ui.table(rows[[c for c in columns if c in rows.columns and rows[c].notna().any()
 # -- one configuration --------------------------------------------------------------------------------
 st.subheader("One configuration")
 configs = ok["config"].astype(str).tolist()
-default = configs.index(str(best["config"])) if best is not None and str(best["config"]) in configs else len(configs) - 1
+smallest_config = str(best["config"]) if best is not None else None
+default = configs.index(smallest_config) if smallest_config in configs else len(configs) - 1  # else the widest
 config = st.selectbox("Configuration", configs, index=default, key="precision_config",
-                      format_func=lambda c: f"{c} (smallest meeting the bound)" if best is not None and c == best["config"] else c)
+                      format_func=lambda c: f"{c} (smallest meeting the bound)" if c == smallest_config else c)
 row = ok[ok["config"].astype(str) == config].iloc[0]
 
-st.markdown("**Overflows per layer**")
-counts = data.overflow_counts(row)
-if pd.isna(row["overflows"]):
-    st.caption(f"The {row['backend']} backend does not count overflows.")
-elif counts.empty:
-    st.success(f"No value wrapped or saturated at {config}.")
-else:
-    st.plotly_chart(charts.overflow_chart(counts, title=f"{config}: {int(row['overflows'])} values overflowed"),
-                    key="precision_overflow_chart")
-
-st.markdown("**Value ranges per layer**")
 profile = None
 if model_name in yukti.zoo.names():
     done = st.session_state.setdefault("precision_profiled", [])
@@ -146,11 +142,24 @@ else:
     st.caption(f"{model_name} is not a zoo model: profile it in Python (`yukti.scan.profile(model)`); the types' "
                "ranges are shown alone.")
 
-ranges = data.layer_ranges(row, profile)
-what = "each layer's result type" if per_layer else f"the model-wide type {row['precision']}"
-st.plotly_chart(charts.range_chart(ranges, title=f"{config}: the range of {what}"
-                                   + (" and the float values" if profile is not None else "")),
-                key="precision_ranges_chart")
+left, right = st.columns([2, 3])
+with left:
+    st.markdown("**Overflows per layer**")
+    counts = data.overflow_counts(row)
+    if pd.isna(row["overflows"]):
+        st.caption(f"The {row['backend']} backend does not count overflows.")
+    elif counts.empty:
+        st.success(f"No value wrapped or saturated at {config}.")
+    else:
+        st.plotly_chart(charts.overflow_chart(counts, title=f"{config}: {int(row['overflows'])} values overflowed"),
+                        key="precision_overflow_chart")
+with right:
+    st.markdown("**Value ranges per layer**")
+    ranges = data.layer_ranges(row, profile)
+    what = "result type ranges" if per_layer else "the model-wide type's range"
+    title = f"{config}: {what}" + (" vs float values" if profile is not None else "")
+    st.plotly_chart(charts.range_chart(ranges, title=title), key="precision_ranges_chart")
+
 if profile is not None:
     st.caption(f"Float values from yukti.scan.profile on {model_name}'s own test data (the scan used {first['dataset']}).")
     outside = ranges[ranges["fits"].fillna(True).eq(False)]

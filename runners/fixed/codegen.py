@@ -37,8 +37,8 @@ def generate(plan: Plan) -> tuple[str, list[tuple[str, str]]]:
     for j, tensor in enumerate(plan.inputs):
         owner = next(layer for layer in plan.layers if layer.output is tensor)
         converts.append(
-            f"    for (int k = 0; k < {tensor.size}; k++) {tensor.cname}[k] = ({storage(tensor.type)})yfx::from_double<"
-            f"{args(tensor.type)}>((double)in[{j}][i * {tensor.size}L + k], COUNT ? ovf + OVF_{owner.fn} : nullptr);\n")
+            f"    yfx::from_floats<{args(tensor.type)}>(in[{j}] + i * {tensor.size}L, {tensor.cname}, {tensor.size}, "
+            f"COUNT ? ovf + OVF_{owner.fn} : nullptr);\n")
     outputs = [f"    for (int k = 0; k < {t.size}; k++) out[{j}][i * {t.size}L + k] = "
                f"(float)yfx::to_double<{t.type.fractional}>({t.cname}[k]);\n" for j, t in enumerate(plan.outputs)]
     traced, offset = [], 0

@@ -174,6 +174,56 @@ inline void mac(T *__restrict acc, XT x, const WT *__restrict w) {
     }
 }
 
+// One weight against N inputs side by side (a convolution's output positions, input stride XS):
+// acc[o] += accum_t(x[o * XS] * w), with mac's casts. Vectorizes across positions, whatever the
+// number of filters.
+template <int N, int XS, int FP, int WA, int FA, bool SA, int QA, int OA, typename T>
+inline void mac_positions(T *__restrict acc, const T *__restrict x, T w) {
+    using U = std::make_unsigned_t<T>;
+    for (int o = 0; o < N; o++) {
+        const T q = align<FP, FA, QA, T>((T)(x[o * XS] * w));
+        if constexpr (OA == WRAP) acc[o] = (T)((U)acc[o] + (U)q);
+        else acc[o] = overflow<WA, SA, OA, T>((T)(acc[o] + overflow<WA, SA, OA, T>(q)));
+    }
+}
+
+// A convolution's output positions in register-sized blocks: for output positions o0..o0+L-1 of one
+// filter, every (kernel position, channel) term in hls4ml's order, accumulated in registers. x
+// points at the block's first input of the first term; `offsets[t]` and `weights[t]` give each term
+// (input offset in elements, weight raw); XS is the input stride between positions.
+template <int L, int NT, int XS, int FP, int WA, int FA, bool SA, int QA, int OA, typename T>
+inline void conv_block(T *__restrict out, const T *__restrict x, const int *__restrict offsets,
+                       const T *__restrict weights, T init) {
+    using U = std::make_unsigned_t<T>;
+    if constexpr (XS == 1 && QA == TRN && OA == WRAP && FP >= FA && L * sizeof(T) == 64) {
+        // hls4ml's default modes: multiply, arithmetic shift, add; the accumulator stays in a register
+        typedef U vec __attribute__((vector_size(64)));
+        typedef T svec __attribute__((vector_size(64)));
+        vec a;
+        for (int l = 0; l < L; l++) a[l] = (U)init;
+        for (int t = 0; t < NT; t++) {
+            svec xv;
+            std::memcpy(&xv, x + offsets[t], sizeof(xv));
+            a += (vec)((xv * weights[t]) >> (FP - FA));
+        }
+        std::memcpy(out, &a, sizeof(a));
+        return;
+    }
+    T a[L];
+    for (int l = 0; l < L; l++) a[l] = init;
+    for (int t = 0; t < NT; t++) {
+        const T *xs = x + offsets[t];
+        const T w = weights[t];
+#pragma GCC unroll 1
+        for (int l = 0; l < L; l++) {  // one vector of L lanes (not unrolled into scalars first)
+            const T q = align<FP, FA, QA, T>((T)(xs[l * XS] * w));
+            if constexpr (OA == WRAP) a[l] = (T)((U)a[l] + (U)q);
+            else a[l] = overflow<WA, SA, OA, T>((T)(a[l] + overflow<WA, SA, OA, T>(q)));
+        }
+    }
+    for (int l = 0; l < L; l++) out[l] = a[l];
+}
+
 template <int N, int WA, bool SA, int OA, typename T> inline void acc_finish(T *acc) {
     if constexpr (OA == WRAP) for (int j = 0; j < N; j++) acc[j] = wrap<WA, SA, T>(acc[j]);
 }
@@ -204,6 +254,41 @@ inline void acc_finish_counted(T *acc, E *exact, bool *changed, uint64_t &count)
             acc[j] = (T)wrap<WA, SA, E>(exact[j]);
         }
         count += changed[j];
+    }
+}
+
+// from_double over n floats (a sample's inputs) into raws of type R. A float scaled by 2^F is
+// still exact in float, and so are floor and the rounding decisions, so blocks whose scaled
+// magnitudes stay under 2^30 (every sane input) take a branch-free float path that vectorizes at
+// the full width; a block holding anything else (huge, infinite, NaN) goes value by value.
+template <int W, int F, bool S, int Q, int O, typename R>
+inline void from_floats(const float *__restrict in, R *__restrict out, int n, uint64_t *count) {
+    constexpr int B = 256;
+    constexpr float scale = (float)pow2(F);
+    for (int start = 0; start < n; start += B) {
+        const int m = n - start < B ? n - start : B;
+        float r[B];
+        int big = 0;
+        for (int k = 0; k < m; k++) {
+            const float t = in[start + k] * scale;
+            const float f = std::floor(t), rem = t - f;
+            float up = 0.0f;
+            if constexpr (Q == TRN_ZERO) up = (t < 0 && rem != 0) ? 1.0f : 0.0f;
+            if constexpr (Q == RND) up = rem >= 0.5f ? 1.0f : 0.0f;
+            if constexpr (Q == RND_ZERO) up = (rem > 0.5f || (rem == 0.5f && t < 0)) ? 1.0f : 0.0f;
+            if constexpr (Q == RND_MIN_INF) up = rem > 0.5f ? 1.0f : 0.0f;
+            if constexpr (Q == RND_INF) up = (rem > 0.5f || (rem == 0.5f && t >= 0)) ? 1.0f : 0.0f;
+            if constexpr (Q == RND_CONV) up = (rem > 0.5f || (rem == 0.5f && f * 0.5f != std::floor(f * 0.5f))) ? 1.0f : 0.0f;
+            r[k] = f + up;
+            big |= !(std::fabs(r[k]) < 1073741824.0f);  // true for NaN and infinities too
+        }
+        if (big || count != nullptr) {
+            for (int k = 0; k < m; k++) out[start + k] = (R)from_double<W, F, S, Q, O>((double)in[start + k], count);
+        } else if constexpr (W <= 31 || (W == 32 && S)) {
+            for (int k = 0; k < m; k++) out[start + k] = (R)overflow<W, S, O, int32_t>((int32_t)r[k]);
+        } else {
+            for (int k = 0; k < m; k++) out[start + k] = (R)(int32_t)r[k];  // |r| < 2^30 fits any wider type
+        }
     }
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from yukti.fixed_point import OVERFLOW_MODES, ROUNDING_MODES
 from yukti.runners.hls4ml.frontend import Frontend
 from yukti.model import Model
 
@@ -25,10 +26,17 @@ def _is_precision(value: Any) -> bool:
 
 
 def precision(value: Any) -> str:
-    """For `Option.check`: an ap_fixed/ap_int type as hls4ml writes it (spaces allowed), unchanged."""
-    if _is_precision(value):
-        return value
-    raise ValueError("like 'ap_fixed<16,6>' or 'ap_int<8>'")
+    """For `Option.check`: an ap_fixed/ap_int type as hls4ml writes it (spaces allowed), unchanged;
+    its rounding and overflow modes, when given, must be ap_fixed's (hls4ml fails on others with a
+    bare KeyError deep inside the conversion)."""
+    if not _is_precision(value):
+        raise ValueError("like 'ap_fixed<16,6>' or 'ap_int<8>'")
+    fields = value.replace(" ", "").split("<", 1)[1].rstrip(">").split(",")
+    modes = [(ROUNDING_MODES, "rounding"), (OVERFLOW_MODES, "overflow")]
+    for field, (allowed, what) in zip(fields[2:4], modes):
+        if field.upper().removeprefix("AP_") not in allowed:
+            raise ValueError(f"{value!r}: {what} mode {field!r} is not one of {', '.join('AP_' + m for m in allowed)}")
+    return value
 
 
 def layer_precisions(value: Any) -> dict[str, Any]:
@@ -40,6 +48,11 @@ def layer_precisions(value: Any) -> dict[str, Any]:
         if not all(_is_precision(v) for v in values):
             raise ValueError(f"a dict whose values are precisions like 'ap_fixed<16,6>' or dicts "
                              f"{{'result'|'weight'|'bias'|'accum': precision}} ({layer!r} has {entry!r})")
+        for text in values:
+            try:
+                precision(text)
+            except ValueError as exc:
+                raise ValueError(f"layer {layer!r}: {exc}") from None
     return value
 
 

@@ -31,10 +31,13 @@ PAGES = {
     "throughput": '[data-testid="stPlotlyChart"] .main-svg',
     "history": '[data-testid="stPlotlyChart"] .main-svg',
     "fidelity": '[data-testid="stPlotlyChart"] .main-svg',
+    "precision": '[data-testid="stPlotlyChart"] .main-svg',
     "choose": '[data-testid="stCode"]',
     "runs": '[data-testid="stDataFrame"]',
 }
-EXPECTED_CHARTS = {"tradeoffs": 1, "throughput": 2, "history": 1, "fidelity": 2, "choose": 0, "runs": 0}
+# precision: a bounded global scan, no profile computed: four curves, the scan table's companion
+# charts (overflows per layer, the chosen type's range)
+EXPECTED_CHARTS = {"tradeoffs": 1, "throughput": 2, "history": 1, "fidelity": 2, "precision": 6, "choose": 0, "runs": 0}
 
 # The server is another process, so the fixture history reaches it through a sitecustomize that
 # replaces yukti.results.from_asv (asv itself is not run by these tests).
@@ -62,6 +65,11 @@ def server(fixture_store: Path, tmp_path: Path) -> Iterator[str]:
     from fixture_curves import store_curves
 
     store_curves(fixture_store, "latest00002")  # what `yukti bench` stores with a run: the Fidelity page draws it
+    from test_dashboard_precision import global_scan
+
+    import yukti.scan
+
+    yukti.scan.write_scan(global_scan(), fixture_store)  # what `yukti scan` stores: the Precision page draws it
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)

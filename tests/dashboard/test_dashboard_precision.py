@@ -249,6 +249,21 @@ def test_precision_page_without_scans_says_how_to_make_one(tmp_path: Path, monke
     assert not figures(at) and not at.sidebar.selectbox
 
 
+def test_precision_page_of_a_regression_scan_draws_what_was_measured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scan = global_scan().drop(columns=["meets", "smallest"])
+    scan = scan.assign(task="regression", reference_auc=None, signal_class=None, auc=None, auc_drop=None,
+                       eff_at_bkg_1pct=None, eff_at_bkg_10pct=None, argmax_agreement=None)
+    store = tmp_path / "results"
+    yukti.scan.write_scan(scan, store)
+    monkeypatch.setenv("YUKTI_RESULTS_DIR", str(store))
+    at = open_precision()
+    assert any("No AUC" in c.value for c in at.caption) and any("No argmax agreement" in c.value for c in at.caption)
+    assert [r.key for r in at.radio] == ["precision_error"]  # no AUC metric to pick
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
+    assert any("max |Δ|" in t for t in titles) and not any("AUC" in t for t in titles)
+
+
 # -- data and charts -------------------------------------------------------------------------------
 
 def test_load_scans_fills_what_a_scan_may_lack(scan_store: Path) -> None:
@@ -278,6 +293,15 @@ def test_layer_ranges_are_the_types_representable_ranges() -> None:
     narrow = data.layer_ranges({"precision": "ap_fixed<8,4>", "layer_precision": None}, PROFILE).set_index("layer")
     assert narrow.loc["_1", "fits"] and not narrow.loc["_2", "fits"]
     assert data.layer_ranges({"precision": "ap_fixed<8,4>"})["layer"].tolist() == ["(every layer)"]
+
+
+def test_a_bound_no_configuration_meets_names_no_smallest() -> None:
+    frame = global_scan().assign(meets=False, smallest=False)
+    rows = data.scan_rows(frame, GLOBAL_ID)
+    assert data.bound_given(rows) and data.smallest_row(rows) is None
+    unbounded = data.scan_rows(per_layer_scan().assign(meets=pd.NA, smallest=pd.NA), PER_LAYER_ID)
+    assert not data.bound_given(unbounded) and data.smallest_row(unbounded) is None
+    assert data.smallest_row(data.scan_rows(global_scan(), GLOBAL_ID))["config"] == "ap_fixed<12,6>"
 
 
 def test_overflow_counts_parse_the_stored_json() -> None:

@@ -34,7 +34,28 @@ def emit_conv1d(layer: LayerPlan) -> Emitted:
              "        }\n"
              "ACC_END\n"
              "    }\n")
-    return mac_layer(layer, k_w * c, f, loops, order)
+    s_w, o_w, p_l, i_w = a["stride_width"], a["out_width"], a["pad_left"], a["in_width"]
+    lanes = 16
+    blocks = -(-o_w // lanes)
+    padded = blocks * lanes * s_w + k_w  # the last block may read past the last output's window: zeros
+    terms = k_w * c
+    offsets = ", ".join(str(ch * padded + k) for k in range(k_w) for ch in range(c))  # hls4ml's term order
+    fast = (f"        static thread_local T xt[{c}][{padded}];  // channels-first, zero-padded: positions side by side\n"
+            f"        static thread_local T wt[{f}][{terms}];\n"
+            f"        static thread_local T acc[{f}][{blocks * lanes}];\n"
+            f"        static const int offsets[{terms}] = {{{offsets}}};\n"
+            f"        static thread_local bool ready = false;\n"
+            f"        if (!ready) {{ for (int j = 0; j < {f}; j++) for (int t = 0; t < {terms}; t++) "
+            f"wt[j][t] = (T){layer.fn}_weight[t * {f} + j]; ready = true; }}\n"
+            "        std::memset(xt, 0, sizeof(xt));\n"
+            f"        for (int p = 0; p < {i_w} && p + {p_l} < {padded}; p++)\n"
+            f"            for (int ch = 0; ch < {c}; ch++) xt[ch][p + {p_l}] = (T)x[p * {c} + ch];\n"
+            f"        for (int j = 0; j < {f}; j++) for (int b = 0; b < {blocks}; b++)\n"
+            f"            yfx::conv_block<{lanes}, {terms}, {s_w}, ACC_ARGS>(&acc[j][b * {lanes}], &xt[0][b * {lanes * s_w}], "
+            f"offsets, wt[j], acc_init(j));\n"
+            f"        for (int j = 0; j < {f}; j++) yfx::acc_finish<{o_w}, ACC_FINISH>(acc[j]);\n"
+            f"        for (int o = 0; o < {o_w}; o++) for (int j = 0; j < {f}; j++) y[o * {f} + j] = result(acc[j][o]);\n")
+    return mac_layer(layer, k_w * c, f, loops, order, fast)
 
 
 def emit_conv2d(layer: LayerPlan) -> Emitted:
@@ -58,7 +79,30 @@ def emit_conv2d(layer: LayerPlan) -> Emitted:
              "        }\n"
              "ACC_END\n"
              "    }\n")
-    return mac_layer(layer, k_h * k_w * c, f, loops, order)
+    s_h, s_w, o_h, o_w = a["stride_height"], a["stride_width"], a["out_height"], a["out_width"]
+    p_t, p_l, i_h, i_w = a["pad_top"], a["pad_left"], a["in_height"], a["in_width"]
+    lanes = 16
+    blocks = -(-o_w // lanes)
+    ph, pw = (o_h - 1) * s_h + k_h, blocks * lanes * s_w + k_w
+    terms = k_h * k_w * c
+    offsets = ", ".join(str(ch * ph * pw + kh * pw + kw) for kh in range(k_h) for kw in range(k_w) for ch in range(c))
+    fast = (f"        static thread_local T xt[{c}][{ph}][{pw}];  // channels-first, zero-padded\n"
+            f"        static thread_local T wt[{f}][{terms}];\n"
+            f"        static thread_local T acc[{f}][{o_h}][{blocks * lanes}];\n"
+            f"        static const int offsets[{terms}] = {{{offsets}}};\n"
+            f"        static thread_local bool ready = false;\n"
+            f"        if (!ready) {{ for (int j = 0; j < {f}; j++) for (int t = 0; t < {terms}; t++) "
+            f"wt[j][t] = (T){layer.fn}_weight[t * {f} + j]; ready = true; }}\n"
+            "        std::memset(xt, 0, sizeof(xt));\n"
+            f"        for (int r = 0; r < {i_h} && r + {p_t} < {ph}; r++) for (int q = 0; q < {i_w} && q + {p_l} < {pw}; q++)\n"
+            f"            for (int ch = 0; ch < {c}; ch++) xt[ch][r + {p_t}][q + {p_l}] = (T)x[(r * {i_w} + q) * {c} + ch];\n"
+            f"        for (int j = 0; j < {f}; j++) for (int o = 0; o < {o_h}; o++) for (int b = 0; b < {blocks}; b++)\n"
+            f"            yfx::conv_block<{lanes}, {terms}, {s_w}, ACC_ARGS>(&acc[j][o][b * {lanes}], "
+            f"&xt[0][o * {s_h}][b * {lanes * s_w}], offsets, wt[j], acc_init(j));\n"
+            f"        for (int j = 0; j < {f}; j++) for (int o = 0; o < {o_h}; o++) yfx::acc_finish<{o_w}, ACC_FINISH>(acc[j][o]);\n"
+            f"        for (int o = 0; o < {o_h}; o++) for (int q = 0; q < {o_w}; q++) for (int j = 0; j < {f}; j++)\n"
+            f"            y[(o * {o_w} + q) * {f} + j] = result(acc[j][o][q]);\n")
+    return mac_layer(layer, k_h * k_w * c, f, loops, order, fast)
 
 
 EMITTERS = {"Conv1D": emit_conv1d, "PointwiseConv1D": emit_conv1d, "Conv2D": emit_conv2d, "PointwiseConv2D": emit_conv2d}

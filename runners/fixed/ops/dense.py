@@ -32,9 +32,13 @@ def check_strategy(layer: LayerPlan) -> list[int] | None:
     return [int(i) for i in np.moveaxis(np.arange(int(np.prod(shape))).reshape(shape), 0, -1).reshape(-1)]
 
 
-def mac_layer(layer: LayerPlan, n_in: int, n_out: int, loops: str, order: list[int] | None) -> Emitted:
+def mac_layer(layer: LayerPlan, n_in: int, n_out: int, loops: str, order: list[int] | None,
+              fast: str | None = None) -> Emitted:
     """A kernel whose body (`loops`) calls MAC(x value, weight row pointer) for each term of each
-    output position, between ACC_START and ACC_END markers; shared by Dense and the convolutions."""
+    output position, between ACC_START and ACC_END markers; shared by Dense and the convolutions.
+    `fast`, when given, is the body used without overflow counting (the same arithmetic in another
+    loop order; it may use T, acc_init(j), result(v), ACC_ARGS / ACC_FINISH (template arguments of
+    yfx::mac_positions / yfx::acc_finish) and the weight array)."""
     x, t = layer.inputs[0], layer.types
     w_decl, w_init, w = weight_array(layer, "weight", order=order)
     has_bias = "bias" in layer.weights
@@ -62,6 +66,13 @@ def mac_layer(layer: LayerPlan, n_in: int, n_out: int, loops: str, order: list[i
     mac = (f"#define MAC(XV, WROW) do {{ if constexpr (COUNT) yfx::mac_counted<{n_out}, {f_prod}, {acc_args}, T, int64_t>"
            f"(acc, exact, changed, (XV), (WROW)); else yfx::mac<{n_out}, {f_prod}, {acc_args}, T>(acc, (XV), (WROW)); }} while (0)\n")
     body = loops.replace("ACC_START\n", start).replace("ACC_END\n", end)
+    if fast is not None:
+        helpers = (f"        auto acc_init = [](int j) -> T {{ return {init_acc}; }};\n"
+                   f"        auto result = [](T v) -> {storage(res)} {{ return ({storage(res)})yfx::requant<{acc.fractional}, "
+                   f"{args(res)}, T>(v); }};\n")
+        fast = helpers + (fast.replace("ACC_ARGS", f"{f_prod}, {acc_args}, T")
+                          .replace("ACC_FINISH", f"{acc.width}, {'true' if acc.signed else 'false'}, yfx::{acc.overflow}, T"))
+        body = f"    if constexpr (COUNT) {{\n{body}    }} else {{\n{fast}    }}\n"
     decls = (w_decl + b_decl + mac +
              f"template <bool COUNT> static inline void {layer.fn}(const {storage(x.type)} *__restrict x, "
              f"{storage(res)} *__restrict y, uint64_t *ovf) {{\n"

@@ -4,8 +4,9 @@ The `fixed` backend promises hls4ml's ap_fixed arithmetic bit for bit, so the re
 hls4ml's own C++ emulation (not the float model) on the same options. Inputs are standard normal
 times 2, so narrow types really overflow (asserted through the overflow counters).
 
-Matrix: 5 models x 3 configurations = 15 hls4ml builds (~5-15 s each here, cached in the test
-cache afterwards), 10,000 samples per case; each case also checks the overflow-counting path.
+Matrix: 5 models x 3 configurations = 15 hls4ml builds (10-40 s each on two shared cores, about 6 min
+in all; cached in the test cache afterwards, then about 1.5 min), 10,000 samples per case; each case
+also checks the overflow-counting path against hls4ml.
 
     model          | sat                            | wrap                            | default
     ---------------+--------------------------------+---------------------------------+----------------

@@ -99,8 +99,20 @@ class TorchAOTRunner(Runner):
     @classmethod
     def supports(cls, model: Model) -> Support:
         # Same inputs as the eager runner (module, or onnx2torch conversion); whether torch.export
-        # can trace the result is only known by tracing, which is `prepare`'s job.
-        return torch_common.supports(model)
+        # can trace the result is in general only known by tracing, which is `prepare`'s job. One
+        # case is known without: onnx2torch turns Squeeze/Unsqueeze whose axes are an input (opset
+        # >= 13, what tf2onnx writes around every Keras Conv1D) into modules that read the axes
+        # tensor at run time, and torch.export stops there (GuardOnDataDependentSymNode).
+        support = torch_common.supports(model)
+        if not support or model.torch_module is not None:
+            return support
+        dynamic = tuple((node.op_type, node.name or f"#{i}") for i, node in enumerate(model.onnx.graph.node)
+                        if node.op_type in ("Squeeze", "Unsqueeze") and len(node.input) > 1 and node.input[1])
+        if dynamic:
+            return Support(False, dynamic, "onnx2torch converts Squeeze/Unsqueeze with axes given as an input into "
+                           "modules that read the axes at run time, which torch.export cannot trace "
+                           "(data-dependent shape); load the torch module itself to use torch_aot", by_design=True)
+        return support
 
     def _prepare(self, model: Model, *, threads: int, source: str, device: str, min_batch: int, max_batch: int) -> dict[str, Any]:
         import torch

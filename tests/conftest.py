@@ -41,8 +41,15 @@ def jet_dnn_keras(isolated_yukti_dirs: None):
 
 
 @pytest.fixture(scope="session")
-def zoo_models(jet_dnn, cluster_cnn, jet_dnn_keras):
+def mdt_conv1d(isolated_yukti_dirs: None):
+    import yukti
+
+    return yukti.zoo.get("mdt_conv1d")
+
+
+@pytest.fixture(scope="session")
+def zoo_models(jet_dnn, cluster_cnn, jet_dnn_keras, mdt_conv1d):
     """Every zoo model as trained (torch module or Keras model kept), and the torch ones also as a
     bare ONNX file. The Keras twin's ONNX form comes from tf2onnx, so it exercises that path."""
     return {"jet_dnn": jet_dnn, "cluster_cnn": cluster_cnn, "jet_dnn_keras": jet_dnn_keras,
-            "jet_dnn_onnx": onnx_only(jet_dnn), "cluster_cnn_onnx": onnx_only(cluster_cnn)}
+            "jet_dnn_onnx": onnx_only(jet_dnn), "cluster_cnn_onnx": onnx_only(cluster_cnn), "mdt_conv1d": mdt_conv1d}

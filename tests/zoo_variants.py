@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_keras", "jet_dnn_onnx", "cluster_cnn_onnx")
+ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_keras", "jet_dnn_onnx", "cluster_cnn_onnx", "mdt_conv1d")
 
 
 def onnx_only(model: Any) -> Any:

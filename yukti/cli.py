@@ -447,6 +447,16 @@ def _add_verbose(parser: argparse.ArgumentParser) -> None:
                              "print their log lines and warnings (stderr)")
 
 
+def _add_output(parser: argparse.ArgumentParser, *, store_help: str) -> None:
+    """Where a measuring command's rows go (JSON, CSV, the store) and what it shows while it runs."""
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON ('-' for stdout)")
+    parser.add_argument("--csv", metavar="PATH", help="also write the rows as CSV ('-' for stdout)")
+    parser.add_argument("--no-store", action="store_true", help=store_help)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    _add_verbose(parser)
+
+
 def _add_task(parser: argparse.ArgumentParser) -> None:
     from yukti.vocabulary import TASKS
 
@@ -483,12 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--time-budget", type=POSITIVE_FINITE.argparse, default=1.0, help="seconds of timed calls per backend and batch size")
     bench.add_argument("--min-calls", type=POSITIVE_INT.argparse, default=100, help="minimum timed calls per backend and batch size")
     bench.add_argument("--eval-samples", type=POSITIVE_INT.argparse, default=20_000, help="samples for the accuracy comparison")
-    bench.add_argument("--json", metavar="PATH", help="also write the rows as JSON ('-' for stdout)")
-    bench.add_argument("--csv", metavar="PATH", help="also write the rows as CSV ('-' for stdout)")
-    bench.add_argument("--no-store", action="store_true", help="do not append the results to the local store")
-    bench.add_argument("--quiet", action="store_true", help="no progress bar")
-    bench.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
-    _add_verbose(bench)
+    _add_output(bench, store_help="do not append the results to the local store")
     bench.set_defaults(func=cmd_bench)
     choose = _subcommand(sub, "choose", "rank backends for MODEL under constraints and name the winner",
                          (ExitCode.OK, ExitCode.NO_WINNER, ExitCode.USAGE, ExitCode.INTERNAL),
@@ -540,12 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
     scan.add_argument("--signal", help="signal class for AUC (name or index)")
     scan.add_argument("--eval-samples", type=POSITIVE_INT.argparse, default=20_000, help="samples per configuration")
-    scan.add_argument("--json", metavar="PATH", help="also write the rows as JSON ('-' for stdout)")
-    scan.add_argument("--csv", metavar="PATH", help="also write the rows as CSV ('-' for stdout)")
-    scan.add_argument("--no-store", action="store_true", help="do not keep the scan in the store")
-    scan.add_argument("--quiet", action="store_true", help="no progress bar")
-    scan.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
-    _add_verbose(scan)
+    _add_output(scan, store_help="do not keep the scan in the store")
     scan.set_defaults(func=cmd_scan)
     export = _subcommand(sub, "export", "write a backend's standalone sources for MODEL")
     export.add_argument("model", help="zoo model name or .onnx path")

@@ -33,8 +33,8 @@ from yukti.model import Model
 from yukti.options import Option
 from yukti.runner import Capability, Runner, Support, package_version
 from yukti.fixed_point import FixedType, PrecisionError
-from yukti.runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, STRATEGIES, layer_precisions
-from yukti.runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
+from yukti.runners.hls4ml.config import conversion_options, layer_precisions
+from yukti.runners.hls4ml.frontend import choose_source, frontend_for
 from yukti.runners.hls4ml.runner import HLS4MLRunner, _input_permutations
 from yukti.toolchain import compiler_version, find_compiler
 
@@ -79,15 +79,7 @@ class FixedRunner(Runner):
     thread_safe = True  # tables are filled when the library loads; a call touches no shared state
     capabilities = Capability.OVERFLOWS
     options = {
-        "precision": Option("ap_fixed<16,6>", check=precision, doc="model-wide default type"),
-        "layer_precision": Option(None, nullable=True, check=fixed_layer_precisions,
-                                  doc='{hls4ml layer name: "ap_fixed<..>" or {"result": .., "weight": .., "accum": ..}}'),
-        "reuse_factor": Option(1, type=int, minimum=1, doc="as hls4ml (Resource strategy order)"),
-        "strategy": Option("Latency", choices=STRATEGIES),
-        "granularity": Option("model", choices=GRANULARITIES, doc='"model": one precision for every layer'),
-        "tune_softmax": Option(True, type=bool, doc="the hls4ml backend's softmax tuning (runners/hls4ml/softmax.py)"),
-        "source": Option("auto", choices=SOURCES, doc="auto: keras, else torch, else onnx"),
-        "hls_backend": Option("Vivado", choices=HLS_BACKENDS),
+        **conversion_options(precision_check=precision, layer_check=fixed_layer_precisions),
         "count_overflows": Option(False, type=bool, artifact=False,
                                   doc="count per layer the values each type wrapped or saturated (slower calls)"),
         "threads": Option(1, type=int, minimum=1, artifact=False, doc="threads emulating chunks of a batch at once"),

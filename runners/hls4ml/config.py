@@ -56,6 +56,29 @@ def layer_precisions(value: Any) -> dict[str, Any]:
     return value
 
 
+def conversion_options(*, precision_check: Any = None, layer_check: Any = None) -> dict[str, Any]:
+    """The options that decide hls4ml's conversion (one owner: the `hls4ml` backend and the `fixed`
+    backend, whose bit identity rests on converting with the same ones), in declaration order;
+    `precision_check`/`layer_check` replace this module's checks (the fixed backend's are stricter)."""
+    from yukti.options import Option
+    from yukti.runners.hls4ml.frontend import SOURCES
+
+    return {
+        "precision": Option("ap_fixed<16,6>", check=precision_check or precision, doc="model-wide default type"),
+        "layer_precision": Option(None, nullable=True, check=layer_check or layer_precisions,
+                                  doc='{hls4ml layer name: "ap_fixed<..>" or {"result": .., "weight": .., "accum": ..}}'),
+        "reuse_factor": Option(1, type=int, minimum=1, doc="multiplications sharing one multiplier"),
+        "strategy": Option("Latency", choices=STRATEGIES),
+        # "name"/"type" let hls4ml infer per-layer types ("auto"), which turned a softmax MLP into
+        # one constant output here; kept for experiments.
+        "granularity": Option("model", choices=GRANULARITIES, doc='"model": one precision for every layer'),
+        "tune_softmax": Option(True, type=bool, doc="saturate hls4ml's softmax normalisation and fit its 1/sum "
+                                                    "table to the sum's range (softmax.py); False keeps hls4ml's"),
+        "source": Option("auto", choices=SOURCES, doc="auto: keras, else torch, else onnx"),
+        "hls_backend": Option("Vivado", choices=HLS_BACKENDS, doc="the same C++ emulation; they differ for synthesis"),
+    }
+
+
 def hls_config(frontend: Frontend, model: Model, options: dict[str, Any]) -> dict[str, Any]:
     """hls4ml's configuration: the source's own defaults at the chosen precision, strategy and
     reuse factor, then the per-layer precision overrides."""

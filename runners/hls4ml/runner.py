@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from yukti.runners.hls4ml.build import compiler, library
-from yukti.runners.hls4ml.config import GRANULARITIES, HLS_BACKENDS, IO_TYPES, STRATEGIES, layer_precisions, precision
+from yukti.runners.hls4ml.config import IO_TYPES, conversion_options
 from yukti.runners.hls4ml.diagnose import self_check
-from yukti.runners.hls4ml.frontend import SOURCES, choose_source, frontend_for
+from yukti.runners.hls4ml.frontend import choose_source, frontend_for
 from yukti.errors import UnsupportedModelError
 from yukti.model import Model
 from yukti.options import Option
@@ -40,19 +40,8 @@ class HLS4MLRunner(Runner):
     fixed_point = True
     thread_safe = True  # calls are serialized by a lock: the firmware's lookup tables are lazily built statics
     options = {
-        "precision": Option("ap_fixed<16,6>", check=precision, doc="model-wide default type"),
-        "layer_precision": Option(None, nullable=True, check=layer_precisions,
-                                  doc='{hls4ml layer name: "ap_fixed<..>" or {"result": .., "weight": .., "accum": ..}}'),
-        "reuse_factor": Option(1, type=int, minimum=1, doc="multiplications sharing one multiplier"),
-        "strategy": Option("Latency", choices=STRATEGIES),
+        **conversion_options(),
         "io_type": Option("io_parallel", choices=IO_TYPES),
-        # "name"/"type" let hls4ml infer per-layer types ("auto"), which turned a softmax MLP into
-        # one constant output here; kept for experiments.
-        "granularity": Option("model", choices=GRANULARITIES, doc='"model": one precision for every layer'),
-        "tune_softmax": Option(True, type=bool, doc="saturate hls4ml's softmax normalisation and fit its 1/sum "
-                                                    "table to the sum's range (softmax.py); False keeps hls4ml's"),
-        "source": Option("auto", choices=SOURCES, doc="auto: keras, else torch, else onnx"),
-        "hls_backend": Option("Vivado", choices=HLS_BACKENDS, doc="the same C++ emulation; they differ for synthesis"),
         # io_stream firmware keeps static line buffers: its calls are serialized whatever this says.
         "threads": Option(1, type=int, minimum=1, artifact=False,
                           doc="threads emulating chunks of a batch at once (io_parallel); the same library serves every value"),

@@ -49,6 +49,15 @@ def _op(layer: LayerPlan) -> str:
     return op
 
 
+def _per_output(layer: LayerPlan, loops: str, out_index: str, body: str) -> str:
+    """`loops` (C++ for-headers) over the output values, each running `body` on its window into
+    y[out_index] (the window state declared here)."""
+    return (f"{loops} {{\n"
+            f"        {storage(layer.output.type)} *out = y + {out_index};\n"
+            "        int64_t best = 0, sum = 0; bool first = true; int overlap = 0; (void)first; (void)overlap;\n"
+            "        {\n" + body + "        }\n    }\n")
+
+
 def _kernel(layer: LayerPlan, loops: str) -> Emitted:
     x, y = layer.inputs[0], layer.output
     decl = (f"template <bool COUNT> static inline void {layer.fn}(const {storage(x.type)} *__restrict x, "
@@ -69,11 +78,8 @@ def emit_pool1d(layer: LayerPlan) -> Emitted:
     valid = f"ii + jj >= {pad_left} && ii + jj < {n_in + pad_left}"
     index = f"(ii + jj - {pad_left}) * {n_filt} + ff"
     body = _window(layer, op, positions, valid, index, width, bool(layer.attrs.get("count_pad", False)))
-    loops = (f"    for (int ff = 0; ff < {n_filt}; ff++) for (int ii = 0; ii < {restricted}; ii += {stride}) {{\n"
-             f"        {storage(layer.output.type)} *out = y + (ii / {stride}) * {n_filt} + ff;\n"
-             "        int64_t best = 0, sum = 0; bool first = true; int overlap = 0; (void)first; (void)overlap;\n"
-             "        {\n" + body + "        }\n    }\n")
-    return _kernel(layer, loops)
+    loops = f"    for (int ff = 0; ff < {n_filt}; ff++) for (int ii = 0; ii < {restricted}; ii += {stride})"
+    return _kernel(layer, _per_output(layer, loops, f"(ii / {stride}) * {n_filt} + ff", body))
 
 
 def emit_pool2d(layer: LayerPlan) -> Emitted:
@@ -91,12 +97,9 @@ def emit_pool2d(layer: LayerPlan) -> Emitted:
     body = _window(layer, op, positions, valid, index, a["pool_height"] * a["pool_width"],
                    bool(layer.attrs.get("count_pad", False)))
     loops = (f"    for (int ff = 0; ff < {a['n_filt']}; ff++) for (int ii = 0; ii < {rh}; ii += {a['stride_height']}) "
-             f"for (int jj = 0; jj < {rw}; jj += {a['stride_width']}) {{\n"
-             f"        {storage(layer.output.type)} *out = y + ((ii / {a['stride_height']}) * {a['out_width']} + "
-             f"jj / {a['stride_width']}) * {a['n_filt']} + ff;\n"
-             "        int64_t best = 0, sum = 0; bool first = true; int overlap = 0; (void)first; (void)overlap;\n"
-             "        {\n" + body + "        }\n    }\n")
-    return _kernel(layer, loops)
+             f"for (int jj = 0; jj < {rw}; jj += {a['stride_width']})")
+    out = f"((ii / {a['stride_height']}) * {a['out_width']} + jj / {a['stride_width']}) * {a['n_filt']} + ff"
+    return _kernel(layer, _per_output(layer, loops, out, body))
 
 
 def emit_global_pool(layer: LayerPlan) -> Emitted:
@@ -106,11 +109,7 @@ def emit_global_pool(layer: LayerPlan) -> Emitted:
     n = x.size // n_filt
     positions = f"            for (int jj = 0; jj < {n}; jj++) {{"
     body = _window(layer, op, positions, "true", f"jj * {n_filt} + ff", n, True)
-    loops = (f"    for (int ff = 0; ff < {n_filt}; ff++) {{\n"
-             f"        {storage(layer.output.type)} *out = y + ff;\n"
-             "        int64_t best = 0, sum = 0; bool first = true; int overlap = 0; (void)first; (void)overlap;\n"
-             "        {\n" + body + "        }\n    }\n")
-    return _kernel(layer, loops)
+    return _kernel(layer, _per_output(layer, f"    for (int ff = 0; ff < {n_filt}; ff++)", "ff", body))
 
 
 EMITTERS = {"Pooling1D": emit_pool1d, "Pooling2D": emit_pool2d, "GlobalPooling1D": emit_global_pool,

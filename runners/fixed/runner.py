@@ -151,7 +151,7 @@ class FixedRunner(Runner):
     # -- run -------------------------------------------------------------------------------------
     def __call__(self, inputs: Any) -> Any:
         fast = self._fast
-        if (fast is not None and type(inputs) is np.ndarray and inputs.dtype == np.float32 and inputs.flags.c_contiguous
+        if (fast is not None and not self._counting and type(inputs) is np.ndarray and inputs.dtype == np.float32 and inputs.flags.c_contiguous
                 and inputs.shape[1:] == fast[0] and inputs.shape[0] > 0 and (not self._check_finite or _all_finite(inputs))):
             n = inputs.shape[0]
             output = np.empty((n, self._out_sizes[0]), np.float32)

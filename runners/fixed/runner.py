@@ -85,6 +85,9 @@ class FixedRunner(Runner):
         "threads": Option(1, type=int, minimum=1, artifact=False, doc="threads emulating chunks of a batch at once"),
     }
 
+    _fast: tuple | None = None  # (sample shape, output shape) of the batch-1 call path, once prepared
+    _counting = False
+
     @classmethod
     def _available_here(cls) -> tuple[bool, str]:
         return (True, "") if find_compiler() else (False, "no C++ compiler found (set CXX or install g++)")

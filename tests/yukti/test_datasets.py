@@ -344,7 +344,22 @@ def test_load_table_and_names(tmp_path: Path) -> None:
         datasets.load(str(path))
     with pytest.raises(UnknownNameError, match="no_such_dataset"):
         datasets.load("no_such_dataset")
-    assert datasets.names() == sorted(["jets_synthetic", "lhc_jets", "magic", "pixel_clusters_synthetic"])
+    assert datasets.names() == sorted(["jets_synthetic", "lhc_jets", "magic", "pixel_clusters_synthetic", "mdt_hits_synthetic"])
+
+
+def test_mdt_hits_are_chamber_shaped_and_muons_cross_every_layer() -> None:
+    data = datasets.mdt_hits_synthetic(n_samples=600, seed=3)
+    assert data.X.shape == (600, 216, 8) and data.X.dtype == np.float32 and data.synthetic
+    assert data.class_names == ("noise", "muon") and data.signal_name == "muon" and "SYNTHETIC" in data.description
+    assert data.X.min() == 0.0 and data.X.max() <= 1.0
+    hit = data.X > 0
+    layers_hit = hit.any(axis=1).sum(axis=1)  # layers with at least one hit, per event
+    muon, noise = data.y == 1, data.y == 0
+    assert np.median(layers_hit[muon]) == 8  # a track leaves a hit in (nearly) every layer
+    # noise events have more noise hits, but a muon's hits line up: fewer tubes per layer hit
+    assert hit[noise].sum() / noise.sum() > 0.8 * hit[muon].sum() / muon.sum() - 8
+    again = datasets.mdt_hits_synthetic(n_samples=600, seed=3)
+    np.testing.assert_array_equal(again.X, data.X)  # deterministic
 
 
 def test_load_by_name_passes_kwargs() -> None:

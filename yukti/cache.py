@@ -79,9 +79,20 @@ def cache_key(**parts: Any) -> str:
 
 
 def directory_bytes(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    """Bytes of the files under `path` (manifests excluded). Files that vanish while they are
+    counted (another build's staging folder, renamed or removed meanwhile) count as nothing."""
+    def size(file: Path) -> int:
+        try:
+            return file.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    try:
+        if path.is_file():
+            return size(path)
+        return sum(size(p) for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    except FileNotFoundError:  # the folder itself went away during the walk
+        return 0
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

@@ -436,3 +436,30 @@ def test_staging_folders_of_running_builds_are_kept_until_too_old(tmp_path: Path
     removed = {f.path.name for f in cache.clean_staging()}
     assert removed == {"pid-reused", "other-host-old", "running-but-too-old", "ownerless-old"}
     assert {p.name for p in staging.iterdir()} == {"running-here", "other-host-recent", "ownerless-fresh"}
+
+
+def test_directory_bytes_of_a_folder_that_vanished(tmp_path):
+    from yukti.cache import directory_bytes
+
+    assert directory_bytes(tmp_path / "gone") == 0
+    (tmp_path / "a").write_bytes(b"12345")
+    assert directory_bytes(tmp_path) == 5
+
+
+def test_builds_of_different_entries_in_threads_of_one_process(tmp_path):
+    """A precision scan builds several entries at once from threads: one build listing the staging
+    folders (to clean leftovers) while another's staging folder is renamed away must not fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = ArtifactCache(tmp_path)
+
+    def build_one(i: int) -> Path:
+        def build(folder: Path) -> None:
+            for k in range(30):
+                (folder / f"part{k}.bin").write_bytes(bytes(100))
+
+        return cache.get_or_build({**PARTS, "options": {"threads": 1, "i": i}}, build, files=("part0.bin",)).path
+
+    with ThreadPoolExecutor(6) as pool:
+        paths = list(pool.map(build_one, range(120)))
+    assert len(set(paths)) == 120 and all((p / "part29.bin").is_file() for p in paths)

@@ -17,7 +17,8 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 import yukti
-from yukti import chooser, curves, results, scan, vocabulary
+from yukti import chooser, curves, results, vocabulary
+from yukti import precision as scan
 from yukti.fixed_point import FixedType, PrecisionError
 from yukti.vocabulary import METRICS
 
@@ -352,7 +353,7 @@ def scan_fingerprint(store: str | os.PathLike | None = None) -> tuple[tuple[str,
 
 
 def load_scans(store: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Every stored scan row (yukti.scan.load_scans), with the columns a scan may lack filled: a
+    """Every stored scan row (yukti.precision.load_scans), with the columns a scan may lack filled: a
     scan without a bound has no `meets` / `smallest`, one with no failed configuration no `error`.
     A per-layer scan's integer bits are all None, which Parquet stores untyped: made numeric here."""
     frame = scan.load_scans(store_path(store))

@@ -4,6 +4,7 @@
     model = yukti.load("jet.onnx")            # or yukti.load(module, example_input), yukti.load(keras_model)
     run = yukti.runner("onnxruntime", model)  # prepared and callable
     df = yukti.benchmark(model)               # every available backend, one tidy DataFrame
+    scan = yukti.scan(model, max_auc_drop=0.005)  # fixed-point precisions against the physics (yukti.precision)
 
 Importing yukti never imports a backend's framework: runners load on demand.
 """
@@ -25,6 +26,7 @@ from yukti.errors import (
 from yukti.model import Model, TensorSpec, load
 from yukti.registry import available_backends, backends, register, runner, runner_class, unregister
 from yukti.options import Option, OptionError
+from yukti.precision import profile, scan
 from yukti.runner import BackendInfo, Capability, CapabilityError, Runner, RunnerInfo, Support
 
 __version__ = "0.1.0"
@@ -34,6 +36,6 @@ __all__ = [
     "OptionError", "RunnerInfo", "Choice", "ConstraintCheck", "Dataset", "InputError", "Model", "ModelLoadError",
     "Runner", "Support", "TensorSpec", "TimingPolicy", "UnknownBackendError", "UnknownNameError",
     "NoBackendMeetsConstraints", "Session", "UnsupportedModelError", "YuktiError", "available_backends", "backends",
-    "benchmark", "choose", "datasets", "load", "pareto",
+    "benchmark", "choose", "datasets", "load", "pareto", "profile", "scan",
     "register", "results", "runner", "runner_class", "unregister", "zoo",
 ]

@@ -271,7 +271,7 @@ SCAN_TABLE = [("config", "configuration"), ("argmax_agreement", "agreement"), ("
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """Exit 0 when the scan ran (and, with a bound, some configuration meets it), 1 when none meets it."""
-    from yukti.scan import describe_smallest, scan
+    from yukti.precision import describe_smallest, scan
 
     options = {"strategy": args.strategy} if args.strategy else {}
     frame = scan(args.model, args.precision or None, bits=args.bits, int_bits=args.int_bits, per_layer=args.per_layer,
@@ -299,7 +299,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(describe_smallest(frame), markup=False, highlight=False)
     if not args.no_store:
-        from yukti.scan import scan_store
+        from yukti.precision import scan_store
 
         console.print(f"stored in {scan_store()}", style="dim")
     bounded = args.max_auc_drop is not None or args.min_agreement is not None

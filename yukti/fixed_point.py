@@ -1,7 +1,7 @@
 """Fixed-point types as hls4ml and Vivado/Vitis HLS write them: the one parser of precision strings.
 
 `FixedType.parse("ap_fixed<16,6,AP_RND,AP_SAT>")` is what the `fixed` and `hls4ml` backends' options,
-`yukti.scan` and the CLI read; a string that does not parse, or a type the emulation cannot hold,
+`yukti.scan` (yukti/precision.py) and the CLI read; a string that does not parse, or a type the emulation cannot hold,
 is refused here with what is accepted.
 """
 

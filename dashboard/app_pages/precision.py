@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 import yukti
-import yukti.scan
+import yukti.precision
 from yukti import vocabulary
 from yukti.dashboard import charts, data, ui
 
@@ -27,7 +27,7 @@ def stored_scans(store: str, fingerprint: tuple) -> pd.DataFrame:  # fingerprint
 
 @st.cache_data(show_spinner="Profiling the float model (hls4ml conversion and a float pass)…")
 def profiled(model_name: str) -> pd.DataFrame:
-    return yukti.scan.profile(model_name)
+    return yukti.precision.profile(model_name)
 
 
 def label(metric: str) -> str:
@@ -36,13 +36,13 @@ def label(metric: str) -> str:
 
 
 store = str(data.store_path())
-st.sidebar.caption(f"Scan store: `{yukti.scan.scan_store(store)}`")
+st.sidebar.caption(f"Scan store: `{yukti.precision.scan_store(store)}`")
 scans = stored_scans(store, data.scan_fingerprint(store))
 if scans.empty:
     st.info("No precision scans yet. Make one with\n\n"
             "```\nyukti scan jet_dnn\n```\n"
             "(add `--max-auc-drop 0.005` to have the smallest precision that keeps the AUC named, `--per-layer` for "
-            "per-layer types from the profile; or `yukti.scan.scan(model)` in Python), then reload this page.")
+            "per-layer types from the profile; or `yukti.scan(model)` in Python), then reload this page.")
     st.stop()
 
 model_name = st.sidebar.selectbox("Model", data.scan_models(scans), key="precision_model")
@@ -129,7 +129,7 @@ profile = None
 if model_name in yukti.zoo.names():
     done = st.session_state.setdefault("precision_profiled", [])
     if st.button(f"Profile {model_name}'s float values per layer", key="precision_profile", disabled=model_name in done,
-                 help="yukti.scan.profile: hls4ml's layers, the float model's value range on its own test data"):
+                 help="yukti.precision.profile: hls4ml's layers, the float model's value range on its own test data"):
         done.append(model_name)
     if model_name in done:
         try:
@@ -139,7 +139,7 @@ if model_name in yukti.zoo.names():
     else:
         st.caption("Profile the model to see each layer's float values against its type.")
 else:
-    st.caption(f"{model_name} is not a zoo model: profile it in Python (`yukti.scan.profile(model)`); the types' "
+    st.caption(f"{model_name} is not a zoo model: profile it in Python (`yukti.precision.profile(model)`); the types' "
                "ranges are shown alone.")
 
 left, right = st.columns([2, 3])
@@ -161,7 +161,7 @@ with right:
     st.plotly_chart(charts.range_chart(ranges, title=title), key="precision_ranges_chart")
 
 if profile is not None:
-    st.caption(f"Float values from yukti.scan.profile on {model_name}'s own test data (the scan used {first['dataset']}).")
+    st.caption(f"Float values from yukti.precision.profile on {model_name}'s own test data (the scan used {first['dataset']}).")
     outside = ranges[ranges["fits"].fillna(True).eq(False)]
     if not outside.empty:
         st.warning(f"{len(outside)} layer(s) hold float values outside their type's range (they wrap or saturate): "

@@ -67,9 +67,9 @@ def server(fixture_store: Path, tmp_path: Path) -> Iterator[str]:
     store_curves(fixture_store, "latest00002")  # what `yukti bench` stores with a run: the Fidelity page draws it
     from test_dashboard_precision import global_scan
 
-    import yukti.scan
+    import yukti.precision
 
-    yukti.scan.write_scan(global_scan(), fixture_store)  # what `yukti scan` stores: the Precision page draws it
+    yukti.precision.write_scan(global_scan(), fixture_store)  # what `yukti scan` stores: the Precision page draws it
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)

@@ -1,5 +1,5 @@
 """The Precision page and its data and chart functions, on hand-made scans stored with
-yukti.scan.write_scan (no scan is run: the numbers are made up, shaped like a jet_dnn scan on the
+yukti.precision.write_scan (no scan is run: the numbers are made up, shaped like a jet_dnn scan on the
 fixed backend, and chosen so the page has definite answers: ap_fixed<12,6> is the smallest global
 precision within an AUC drop of 0.005, ap_fixed<8,4> is too narrow for the hidden layers)."""
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import yukti.scan
+import yukti.precision
 from yukti.dashboard import APP_PATH, charts, data
 from yukti.fixed_point import FixedType
 
@@ -32,7 +32,7 @@ GLOBAL = {
     (14, 4): (0.87, 0.960, 1.0, 0.04, {"_2": 250}),
     (14, 6): (0.98, 0.9795, 0.12, 0.008, {}),
 }
-# the float model's values per hls4ml layer, as yukti.scan.profile reports them
+# the float model's values per hls4ml layer, as yukti.precision.profile reports them
 PROFILE = pd.DataFrame({
     "layer": LAYERS,
     "class": ["Input", "Dense", "Activation", "Dense", "Activation", "Dense", "Activation", "Dense", "Softmax"],
@@ -56,7 +56,7 @@ def common(scan_id: str, model: str, when: str) -> dict:
 
 
 def global_scan(when: str = "2026-02-01T10:00:00Z", failed: bool = False) -> pd.DataFrame:
-    """A global grid scan with a bound (max AUC drop), as yukti.scan.scan returns it."""
+    """A global grid scan with a bound (max AUC drop), as yukti.precision.scan returns it."""
     rows = []
     for (width, integer), (agreement, auc, max_diff, mean_diff, overflows) in GLOBAL.items():
         rows.append({**common(GLOBAL_ID, "jet_dnn", when), "mode": "global", "config": f"ap_fixed<{width},{integer}>",
@@ -83,7 +83,7 @@ def per_layer_scan(model: str = "jet_dnn", when: str = "2026-01-15T10:00:00Z") -
     for width, (agreement, auc, overflows) in {8: (0.25, 0.595, {}), 12: (0.96, 0.9784, {"_7": 13})}.items():
         layers = {}
         for r in PROFILE.to_dict("records"):
-            if r["class"] == "Softmax":  # left to the model default, as yukti.scan.per_layer_precisions does
+            if r["class"] == "Softmax":  # left to the model default, as yukti.precision.per_layer_precisions does
                 continue
             entry = {"result": str(FixedType(width, min(width, int(r["integer_bits"]))))}
             if r["class"] == "Dense":
@@ -102,22 +102,22 @@ def per_layer_scan(model: str = "jet_dnn", when: str = "2026-01-15T10:00:00Z") -
 def scan_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A results store holding a global scan (newest) and a per-layer scan of jet_dnn, and no benchmark run."""
     store = tmp_path / "results"
-    yukti.scan.write_scan(per_layer_scan(), store)
-    yukti.scan.write_scan(global_scan(failed=True), store)
+    yukti.precision.write_scan(per_layer_scan(), store)
+    yukti.precision.write_scan(global_scan(failed=True), store)
     monkeypatch.setenv("YUKTI_RESULTS_DIR", str(store))
     return store
 
 
 @pytest.fixture
 def fake_profile(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """yukti.scan.profile replaced by the fixture profile (no hls4ml conversion); the names it was asked for."""
+    """yukti.precision.profile replaced by the fixture profile (no hls4ml conversion); the names it was asked for."""
     calls: list[str] = []
 
     def profile(model: object, data: object = None, **kwargs: object) -> pd.DataFrame:
         calls.append(str(model))
         return PROFILE.copy()
 
-    monkeypatch.setattr(yukti.scan, "profile", profile)
+    monkeypatch.setattr(yukti.precision, "profile", profile)
     return calls
 
 
@@ -234,7 +234,7 @@ def test_precision_page_per_layer_scan_shows_each_layer_type(scan_store: Path, f
 def test_precision_page_of_a_model_outside_the_zoo_offers_no_profile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = tmp_path / "results"
-    yukti.scan.write_scan(per_layer_scan(model="my_net"), store)
+    yukti.precision.write_scan(per_layer_scan(model="my_net"), store)
     monkeypatch.setenv("YUKTI_RESULTS_DIR", str(store))
     at = open_precision()
     assert at.sidebar.selectbox(key="precision_model").value == "my_net"
@@ -255,7 +255,7 @@ def test_precision_page_of_a_regression_scan_draws_what_was_measured(
     scan = scan.assign(task="regression", reference_auc=None, signal_class=None, auc=None, auc_drop=None,
                        eff_at_bkg_1pct=None, eff_at_bkg_10pct=None, argmax_agreement=None)
     store = tmp_path / "results"
-    yukti.scan.write_scan(scan, store)
+    yukti.precision.write_scan(scan, store)
     monkeypatch.setenv("YUKTI_RESULTS_DIR", str(store))
     at = open_precision()
     assert any("No AUC" in c.value for c in at.caption) and any("No argmax agreement" in c.value for c in at.caption)

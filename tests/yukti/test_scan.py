@@ -11,7 +11,7 @@ import pytest
 
 import yukti
 from yukti.cli import main
-from yukti.scan import SCAN_COLUMNS, integer_bits_for, load_scans, per_layer_precisions, profile, scan
+from yukti.precision import SCAN_COLUMNS, integer_bits_for, load_scans, per_layer_precisions, profile, scan
 
 pytestmark = pytest.mark.skipif(not yukti.runner_class("fixed").available()[0], reason="fixed backend unavailable")
 
@@ -107,3 +107,9 @@ def test_scan_store_is_apart_from_benchmark_runs(jet_dnn, tmp_path):
     scan(jet_dnn, ["ap_fixed<16,6>"], n_samples=500, store=tmp_path)
     assert not list(tmp_path.glob("*.parquet")) and len(list((tmp_path / "scans").glob("*.parquet"))) == 1
     assert isinstance(yukti.results.load(tmp_path), pd.DataFrame) and yukti.results.load(tmp_path).empty
+
+
+def test_the_package_calls_them_by_name():
+    import yukti.precision
+
+    assert yukti.scan is yukti.precision.scan and yukti.profile is yukti.precision.profile

@@ -5,7 +5,8 @@ hls4ml's own C++ emulation (not the float model) on the same options. Inputs are
 times 2, so narrow types really overflow (asserted through the overflow counters).
 
 Matrix: 5 models x 3 configurations = 15 hls4ml builds (10-40 s each on two shared cores, about 6 min
-in all; cached in the test cache afterwards, then about 1.5 min), 10,000 samples per case; each case
+in all; cached in the test cache afterwards, then about 1.5 min), plus a two-input net (Add, Multiply,
+Concatenate) at the saturating and the wrapping type; 10,000 samples per case; each case
 also checks the overflow-counting path against hls4ml.
 
     model          | sat                            | wrap                            | default
@@ -242,3 +243,31 @@ def test_bad_precision_is_refused_by_name(load_model: Callable[[str], yukti.Mode
     # an option the parser refuses, or a type the emulation refuses: both are Yukti's own errors
     assert isinstance(err.value, (yukti.OptionError, yukti.UnsupportedModelError)), type(err.value)
     assert bad in str(err.value), str(err.value)
+
+
+def _merge_net() -> Any:
+    """Two inputs joined by Add, Multiply and Concatenate (hls4ml's Merge and Concatenate layers)."""
+    keras = _keras()
+    keras.utils.set_random_seed(5)
+    jet, extra = keras.Input((8,), name="jet"), keras.Input((8,), name="extra")
+    a = keras.layers.Dense(8, activation="relu", bias_initializer=_bias(keras, 6), name="da")(jet)
+    b = keras.layers.Dense(8, activation="tanh", bias_initializer=_bias(keras, 7), name="db")(extra)
+    joined = keras.layers.Concatenate(name="cat")([keras.layers.Add(name="add")([a, b]),
+                                                   keras.layers.Multiply(name="mul")([a, b])])
+    outputs = keras.layers.Dense(3, activation="softmax", bias_initializer=_bias(keras, 8), name="out")(joined)
+    return keras.Model([jet, extra], outputs, name="bitid_merge")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", [SAT, WRAP])
+def test_two_input_merges_equal_hls4ml(monkeypatch: pytest.MonkeyPatch, precision: str) -> None:
+    _require("fixed", "hls4ml")
+    model = yukti.load(_merge_net(), name="bitid_merge")
+    rng = np.random.default_rng(1)
+    x = [(rng.standard_normal((SAMPLES, 8)) * INPUT_SCALE).astype(np.float32) for _ in range(2)]
+    fixed = yukti.runner("fixed", model, precision=precision)
+    expected = _hls4ml_runner(model, {"precision": precision}, monkeypatch)(x)
+    _assert_identical(fixed(x), expected, f"merge net at {precision}")
+    counted, report = fixed.run_with_overflows(x)
+    _assert_identical(counted, expected, f"merge net at {precision}, counting overflows")
+    assert report["overflows"].sum() > 0  # these types are too narrow for the sums and products

@@ -340,14 +340,11 @@ def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_p99_us", "acc
 
 # -- choose -------------------------------------------------------------------------------------
 
-def _dataset_of(model: Model, data: Any, signal: int | str | None) -> Any:
+def _dataset_of(model: Model, data: Any, signal: int | str | None, target: str | None = None) -> Any:
     """The Dataset the engine would evaluate on (None for random inputs), to match stored rows."""
-    if isinstance(data, str):
-        from yukti import datasets
+    from yukti import datasets
 
-        data = datasets.load(data)
-    if data is None:
-        data = model.data
+    data = datasets.as_dataset(data, model, target=target) if data is not None else model.data
     if data is not None and signal is not None:
         data = data.with_signal(signal)
     return data
@@ -460,6 +457,7 @@ def choose(
     store: bool | str = True,
     stored: pd.DataFrame | None = None,
     task: str | None = None,
+    target: str | None = None,
 ) -> Choice:
     """Rank `backends` (default: every registered one but the reference, the baseline) for `model`
     at `batch_size` under constraints.
@@ -468,7 +466,9 @@ def choose(
     minus the backend's on the same labelled samples (classification and anomaly tasks);
     `max_abs_error` bounds the largest |output - reference output|, `max_rel_error` the largest
     relative error of a sample and `max_resolution` the spread of the error (regression and anomaly
-    tasks; yukti.metrics.regression_errors). `task` is passed to `yukti.benchmark` when measuring. Numbers are reused from the results store
+    tasks; yukti.metrics.regression_errors). `task` is passed to `yukti.benchmark` when measuring;
+    `data` takes every form `yukti.benchmark` does, `target` the label column of a table or
+    DataFrame. Numbers are reused from the results store
     (`store`: True = default store, a path, False = none; or a frame given as `stored`) when a status
     "ok" row exists for the same model hash, host, backend version, options, batch size, threads and
     dataset; `measure="auto"` measures the missing ones with `yukti.benchmark` (storing them),
@@ -499,9 +499,9 @@ def choose(
     names = list(dict.fromkeys(backends)) if backends else [n for n in registry.names() if n != REFERENCE_BACKEND]
     infos = {name: registry.backend_info(name) for name in names}  # unknown names fail here, before measuring
     options = options or {}
-    dataset = _dataset_of(model, data, signal)
+    dataset = _dataset_of(model, data, signal, target)
     dataset_label = dataset.label if dataset is not None else "random inputs"
-    signal_name = dataset.signal_name if dataset is not None else None
+    signal_name = dataset.signal_name if dataset is not None and dataset.class_names else None
     need_auc = "max_auc_drop" in constraints
     if need_auc and (dataset is None or dataset.y is None):
         raise InputError(f"max_auc_drop needs labelled data; {model.name!r} is evaluated on {dataset_label} — pass data=...")
@@ -545,7 +545,7 @@ def choose(
         bench_options = {name: options[name] for name in to_measure if name in options}
         measured = yukti.benchmark(model, backends=to_measure, batch_sizes=[batch_size], data=data, threads=threads,
                                    options=bench_options, signal=signal, policy=policy, max_eval_samples=max_eval_samples,
-                                   store=store, task=task)
+                                   store=store, task=task, target=target)
         measured = results.with_derived(measured)
 
     candidates: list[Candidate] = []
@@ -647,7 +647,7 @@ class Session:
         from yukti.engine import resolve_model
 
         allowed = set(CONSTRAINTS) | {"batch_size", "backends", "objective", "measure", "data", "threads", "options",
-                                      "signal", "policy", "max_eval_samples", "store", "stored", "task"}
+                                      "signal", "policy", "max_eval_samples", "store", "stored", "task", "target"}
         unknown = set(constraints) - allowed
         if unknown:
             raise UnknownNameError(f"Session got unknown keyword(s) {sorted(unknown)}; allowed are {sorted(allowed)}")

@@ -170,7 +170,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     frame = benchmark(args.model, backends=backends, batch_sizes=args.batch, data=args.data, threads=args.threads,
                       signal=args.signal, policy=policy, max_eval_samples=args.eval_samples,
                       store=not args.no_store, progress=not args.quiet and STDERR_IS_TERMINAL or args.progress,
-                      task=args.task, time_reference=args.time_reference)
+                      task=args.task, time_reference=args.time_reference, target=args.target)
     first = frame.iloc[0]
     title = (f"{first['model']} on {first['dataset']} · {first['n_samples']} samples · {first['task']} · "
              f"signal {first['signal_class']} · {args.threads} thread(s) · {first['cpu']}")
@@ -214,7 +214,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
                     max_rel_error=args.max_rel_error, max_resolution=args.max_resolution, task=args.task, backends=backends,
                     objective=args.objective, measure=args.measure, data=args.data, threads=args.threads,
                     signal=args.signal, policy=TimingPolicy(time_budget_s=args.time_budget, min_calls=args.min_calls),
-                    max_eval_samples=args.eval_samples, store=not args.no_store)
+                    max_eval_samples=args.eval_samples, store=not args.no_store, target=args.target)
     if args.json:
         _write(args.json, choice.table().to_json(orient="records", date_format="iso", indent=1, default_handler=str))
         if args.json == "-":
@@ -277,7 +277,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     frame = scan(args.model, args.precision or None, bits=args.bits, int_bits=args.int_bits, per_layer=args.per_layer,
                  margin=args.margin, data=args.data, n_samples=args.eval_samples, backend=args.backend, options=options,
                  signal=args.signal, max_auc_drop=args.max_auc_drop, min_agreement=args.min_agreement,
-                 progress=not args.quiet and STDERR_IS_TERMINAL or args.progress, store=not args.no_store)
+                 progress=not args.quiet and STDERR_IS_TERMINAL or args.progress, store=not args.no_store,
+                 target=args.target)
     if args.json:
         _write(args.json, frame.to_json(orient="records", date_format="iso", indent=1, default_handler=str))
     if args.csv:
@@ -484,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-b", "--backends", nargs="+", help="backend names (default: every registered one)")
     bench.add_argument("--batch", nargs="+", type=POSITIVE_INT.argparse, default=[1, 1024], help="batch sizes (default: 1 1024)")
     bench.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
+    bench.add_argument("--target", help="the label column of a --data table file (.parquet, .csv, .arff)")
     bench.add_argument("--signal", help="signal class for AUC and efficiencies (name or index)")
     _add_task(bench)
     bench.add_argument("--time-reference", action=argparse.BooleanOptionalAction, default=None,
@@ -516,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     choose.add_argument("--measure", default="auto", choices=["auto", "never", "always"],
                         help="auto: reuse stored results, measure what is missing; never: stored only; always: re-measure")
     choose.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
+    choose.add_argument("--target", help="the label column of a --data table file (.parquet, .csv, .arff)")
     choose.add_argument("--signal", help="signal class for AUC (name or index)")
     _add_task(choose)
     choose.add_argument("--threads", type=POSITIVE_INT.argparse, default=1, help="threads per backend (default: 1)")
@@ -543,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--max-auc-drop", type=limit, help="bound: reference AUC minus the configuration's")
     scan.add_argument("--min-agreement", type=limit, help="bound: argmax agreement with the float model")
     scan.add_argument("--data", help="dataset name or table path (default: the zoo model's own test split)")
+    scan.add_argument("--target", help="the label column of a --data table file (.parquet, .csv, .arff)")
     scan.add_argument("--signal", help="signal class for AUC (name or index)")
     scan.add_argument("--eval-samples", type=POSITIVE_INT.argparse, default=20_000, help="samples per configuration")
     _add_output(scan, store_help="do not keep the scan in the store")

@@ -39,6 +39,9 @@ class Dataset:
     signal_class: int = 0  # the class treated as signal in one-vs-rest physics metrics
     description: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    # Every model input, in the model's order, when the data feeds a multi-input model (X is then
+    # the first of them); None for single-input data.
+    inputs: tuple[np.ndarray, ...] | None = None
 
     def __post_init__(self) -> None:
         self.X = np.ascontiguousarray(self.X, dtype=np.float32)
@@ -46,6 +49,8 @@ class Dataset:
             self.y = np.asarray(self.y, dtype=np.int64)
             if len(self.y) != len(self.X):
                 raise YuktiError(f"dataset {self.name!r}: {len(self.X)} samples but {len(self.y)} labels")
+        if self.inputs is not None and any(len(a) != len(self.X) for a in self.inputs):
+            raise YuktiError(f"dataset {self.name!r}: inputs of {[len(a) for a in self.inputs]} samples; they must agree")
 
     def __len__(self) -> int:
         return len(self.X)
@@ -60,7 +65,8 @@ class Dataset:
         return self.class_names[self.signal_class]
 
     def subset(self, index: np.ndarray | slice) -> "Dataset":
-        return replace(self, X=self.X[index], y=None if self.y is None else self.y[index])
+        return replace(self, X=self.X[index], y=None if self.y is None else self.y[index],
+                       inputs=None if self.inputs is None else tuple(a[index] for a in self.inputs))
 
     def split(self, test_fraction: float = 0.25, seed: int = 0) -> tuple["Dataset", "Dataset"]:
         """Shuffled (train, test) split, deterministic in `seed`."""
@@ -283,22 +289,114 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     raise YuktiError(f"{file}: unknown table format {suffix!r}; expected .parquet, .csv or .arff")
 
 
-def from_table(path: str | os.PathLike, target: str, *, features: list[str] | None = None, signal: str | int | None = None,
-               name: str | None = None) -> Dataset:
-    """Any CSV/Parquet/ARFF file with a target column; every other numeric column is a feature."""
-    frame = read_table(path)
-    if target not in frame.columns:
-        raise YuktiError(f"{path}: no target column {target!r}; columns are {list(frame.columns)}")
+def from_table(path: str | os.PathLike, target: str | None, *, features: list[str] | None = None,
+               signal: str | int | None = None, name: str | None = None) -> Dataset:
+    """Any CSV/Parquet/ARFF file with a target column; every other numeric column is a feature
+    (target=None: unlabelled, every numeric column is a feature)."""
+    return from_frame(read_table(path), target, features=features, signal=signal, name=name or Path(path).stem,
+                      origin=f"table {path}")
+
+
+def from_frame(frame: pd.DataFrame, target: str | None, *, features: list[str] | None = None,
+               signal: str | int | None = None, name: str = "DataFrame", origin: str = "a pandas DataFrame") -> Dataset:
+    """A DataFrame: the `target` column holds the labels (None: unlabelled), the other numeric
+    columns (or `features`) the inputs, in column order."""
+    if target is not None and target not in frame.columns:
+        raise YuktiError(f"{origin}: no target column {target!r}; columns are {list(frame.columns)}")
     feature_cols = features or [c for c in frame.columns if c != target and pd.api.types.is_numeric_dtype(frame[c])]
     missing = [c for c in feature_cols if c not in frame.columns]
     if missing:
-        raise YuktiError(f"{path}: feature column(s) {missing} not found")
+        raise YuktiError(f"{origin}: feature column(s) {missing} not found")
+    if not feature_cols:
+        raise YuktiError(f"{origin}: no numeric feature columns (columns: {list(frame.columns)})")
+    X = frame[feature_cols].to_numpy(dtype=np.float32)
+    if target is None:
+        return Dataset(name, X, None, tuple(map(str, feature_cols)), (), description=f"{origin}, unlabelled")
     codes, classes = pd.factorize(frame[target].map(lambda v: v.decode() if isinstance(v, bytes) else v), sort=True)
     if (codes < 0).any():
-        raise YuktiError(f"{path}: target column {target!r} is empty in {int((codes < 0).sum())} row(s); every row needs a label")
-    dataset = Dataset(name or Path(path).stem, frame[feature_cols].to_numpy(dtype=np.float32), codes,
-                      tuple(map(str, feature_cols)), tuple(map(str, classes)), description=f"table {path}, target {target!r}")
+        raise YuktiError(f"{origin}: target column {target!r} is empty in {int((codes < 0).sum())} row(s); every row needs a label")
+    dataset = Dataset(name, X, codes, tuple(map(str, feature_cols)), tuple(map(str, classes)),
+                      description=f"{origin}, target {target!r}")
     return dataset.with_signal(str(signal) if isinstance(signal, str) else signal) if signal is not None else dataset
+
+
+# What `data=` accepts (yukti.benchmark, yukti.choose, yukti.Session, yukti.scan, the CLI's --data).
+ACCEPTED_DATA = ("a yukti Dataset, a dataset name (yukti.datasets.names()), a table file path (.parquet, .csv, .arff; "
+                 "with target= naming the label column), (X, y), X alone, {input name: array} or ({input name: array}, y) "
+                 "for multi-input models, a pandas DataFrame (with target=), torch tensors in place of arrays")
+
+
+def as_dataset(data: Any, model: Any = None, *, target: str | None = None) -> Dataset:
+    """`data` in any accepted form (ACCEPTED_DATA) as a Dataset; InputError naming the forms otherwise.
+    `model` orders a dict of named inputs (and checks it covers every input)."""
+    from yukti.errors import InputError
+
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        text = os.fspath(data)
+        if isinstance(data, str) and data in _LOADERS:
+            return load(data)
+        if Path(text).is_file() or Path(text).suffix.lower() in _TABLE_SUFFIXES:
+            return from_table(text, target)  # a missing table file: "no data file at ..."
+        raise UnknownNameError(f"unknown dataset {text!r}; known datasets are {names()}, or a table file path; "
+                               f"data= accepts {ACCEPTED_DATA}")
+    if isinstance(data, pd.DataFrame):
+        return from_frame(data, target)
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], (int, float)):
+        features, labels = data
+        y = _as_array(labels, "y")
+        if y.ndim != 1:
+            raise InputError(f"data=(X, y): y must be one label per sample (1-D); got shape {y.shape}")
+        dataset = as_dataset(features, model, target=None)
+        if len(y) != len(dataset):
+            raise InputError(f"data=(X, y): {len(dataset)} samples but {len(y)} labels")
+        if y.dtype.kind in "iub":
+            classes = tuple(str(c) for c in range(int(y.max()) + 1)) if len(y) else ()
+            codes = y.astype(np.int64)
+            if (codes < 0).any():
+                raise InputError("data=(X, y): integer labels must be class indices >= 0")
+        else:
+            codes, uniques = pd.factorize(pd.Series(y), sort=True)
+            classes = tuple(map(str, uniques))
+        return replace(dataset, y=codes, class_names=classes, signal_class=len(classes) - 1 if classes else 0,
+                       description=f"{dataset.description}, labels given")
+    if isinstance(data, dict):
+        if model is None or len(model.inputs) == 1 and len(data) == 1:
+            (value,) = data.values() if len(data) == 1 else (None,)
+            if value is None:
+                raise InputError(f"data= as a dict needs the model to order it; data= accepts {ACCEPTED_DATA}")
+            return as_dataset(value, model)
+        names_in = [spec.name for spec in model.inputs]
+        missing, extra = [n for n in names_in if n not in data], [k for k in data if k not in names_in]
+        if missing or extra:
+            raise InputError(f"data= dict: model {getattr(model, 'name', '')!r} takes inputs {names_in}; "
+                             f"missing {missing}, unexpected {extra}")
+        arrays = tuple(np.ascontiguousarray(_as_array(data[n], n), dtype=np.float32) for n in names_in)
+        return Dataset("arrays", arrays[0], None, (), (), description="arrays given by name", inputs=arrays)
+    if isinstance(data, (list,)) and data and all(_is_array_like(a) for a in data) and model is not None and len(model.inputs) > 1:
+        arrays = tuple(np.ascontiguousarray(_as_array(a, f"input {i}"), dtype=np.float32) for i, a in enumerate(data))
+        return Dataset("arrays", arrays[0], None, (), (), description="arrays given in input order", inputs=arrays)
+    if _is_array_like(data):
+        X = _as_array(data, "X")
+        if X.ndim < 1 or X.dtype.kind not in "fiub":
+            raise InputError(f"data= array: expected numbers with a batch dimension; got {X.dtype} of shape {X.shape}")
+        return Dataset("arrays", X, None, (), (), description="an array given as data")
+    raise InputError(f"data= of type {type(data).__name__} is not a form Yukti reads; data= accepts {ACCEPTED_DATA}")
+
+
+def _is_array_like(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or type(value).__module__.startswith("torch")
+
+
+def _as_array(value: Any, what: str) -> np.ndarray:
+    if type(value).__module__.startswith("torch"):
+        return value.detach().cpu().numpy()
+    if isinstance(value, (np.ndarray, list, tuple, pd.Series)):
+        return np.asarray(value)
+    from yukti.errors import InputError
+
+    raise InputError(f"data=: {what} is a {type(value).__name__}, not an array; data= accepts {ACCEPTED_DATA}")
 
 
 # -- MDT chamber hits (synthetic) ---------------------------------------------------------------------

@@ -84,24 +84,23 @@ def resolve_model(model: Any, *, threads: int | None = None) -> Model:
     return load(model)
 
 
-def resolve_data(model: Model, data: Any, n_max: int) -> tuple[Dataset | None, list[np.ndarray]]:
-    """The evaluation dataset (None when unlabelled random inputs are used) and its input arrays."""
-    if isinstance(data, str):
-        from yukti import datasets
+def resolve_data(model: Model, data: Any, n_max: int, *, target: str | None = None) -> tuple[Dataset | None, list[np.ndarray]]:
+    """The evaluation dataset (None when unlabelled random inputs are used) and its input arrays.
+    `data` takes any form yukti.datasets.as_dataset reads (None: the model's own data)."""
+    from yukti import datasets
 
-        data = datasets.load(data)
-    if data is None:
-        data = model.data
-    if data is None:
+    dataset = datasets.as_dataset(data, model, target=target) if data is not None else model.data
+    if dataset is None:
         return None, model.example_inputs(min(n_max, 4096), seed=0)
-    if len(model.inputs) != 1:
-        raise InputError(f"a Dataset feeds single-input models; model {model.name!r} has {len(model.inputs)} inputs")
-    subset = data.subset(slice(0, n_max))
+    subset = dataset.subset(slice(0, n_max))
+    if subset.inputs is None and len(model.inputs) != 1:
+        raise InputError(f"model {model.name!r} has {len(model.inputs)} inputs {[s.name for s in model.inputs]}; "
+                         "give data as {input name: array} or ({input name: array}, y)")
     try:
-        arrays = model.validate_inputs(subset.X)
+        arrays = model.validate_inputs(list(subset.inputs) if subset.inputs is not None else subset.X)
     except InputError as exc:
-        raise InputError(f"dataset {data.label!r} (features {subset.X.shape[1:]}) does not fit model {model.name!r}: {exc}") from None
-    return subset, arrays
+        raise InputError(f"data {subset.label!r} (features {subset.X.shape[1:]}) does not fit model {model.name!r}: {exc}") from None
+    return subset, arrays  # unlabelled data (y None): fidelity against the reference only
 
 
 def reference_outputs(model: Model, arrays: list[np.ndarray], options: dict[str, Any] | None = None) -> np.ndarray:
@@ -210,6 +209,7 @@ def benchmark(
     progress: bool | Callable[[float, str], None] = False,
     task: str | None = None,
     time_reference: bool | None = None,
+    target: str | None = None,
 ) -> pd.DataFrame:
     """Measure `model` on `backends` (default: every registered one) and return the results.
 
@@ -224,6 +224,10 @@ def benchmark(
     yukti.metrics.infer_task) chooses the fidelity and physics metrics. `time_reference`: time the
     reference backend too (default: only when `backends` names it); untimed, its rows carry its
     accuracy numbers and no latencies.
+
+    `data`: a Dataset, a dataset name, a table file, (X, y), X, {input name: array} (multi-input),
+    a DataFrame, torch tensors (yukti.datasets.ACCEPTED_DATA); `target` names the label column of a
+    table file or DataFrame. Without labels only fidelity to the reference is measured.
     """
     threads = validation.positive_int("threads", threads)
     max_eval_samples = validation.positive_int("max_eval_samples", max_eval_samples)
@@ -243,7 +247,7 @@ def benchmark(
     names = list(backends) if backends else registry.names()
     for name in names:
         registry.backend_info(name)  # unknown names fail before any measuring starts; broken plugins become "unavailable"
-    dataset, eval_arrays = resolve_data(model, data, max_eval_samples)
+    dataset, eval_arrays = resolve_data(model, data, max_eval_samples, target=target)
     if dataset is not None and signal is not None:
         dataset = dataset.with_signal(signal)
 
@@ -255,7 +259,7 @@ def benchmark(
         "run_id": run_id, "model": model.name, "model_hash": model.hash if model.has_onnx else None,
         "threads": threads, "dataset": dataset.label if dataset else "random inputs",
         "dataset_synthetic": bool(dataset.synthetic) if dataset else True, "n_samples": len(eval_arrays[0]),
-        "signal_class": dataset.signal_name if dataset else None, "task": task,
+        "signal_class": dataset.signal_name if dataset is not None and dataset.class_names else None, "task": task,
         "timestamp": pd.Timestamp.now(tz="UTC"), **env,
     }
 

@@ -138,7 +138,7 @@ def scan(model: Any, precisions: Iterable[Any] | None = None, *, bits: Iterable[
          n_samples: int = 20_000, backend: str = "fixed", options: dict[str, Any] | None = None,
          signal: int | str | None = None, max_auc_drop: float | None = None, min_agreement: float | None = None,
          workers: int | None = None, progress: bool | Callable[[float, str], None] = False,
-         store: bool | str = True) -> pd.DataFrame:
+         store: bool | str = True, target: str | None = None) -> pd.DataFrame:
     """Run `model` at every precision of the grid and measure what each does to the physics.
 
     `precisions`: explicit types ("ap_fixed<10,4>", ...); else every ap_fixed<W, I> with W in `bits`
@@ -168,7 +168,7 @@ def scan(model: Any, precisions: Iterable[Any] | None = None, *, bits: Iterable[
     except PrecisionError as exc:
         raise InputError(str(exc)) from None
     task = metrics.infer_task(model)
-    dataset, arrays = resolve_data(model, data, n_samples)
+    dataset, arrays = resolve_data(model, data, n_samples, target=target)
     if dataset is not None and signal is not None:
         dataset = dataset.with_signal(signal)
     baseline = _Baseline(task, arrays, reference_outputs(model, arrays), dataset)
@@ -212,7 +212,7 @@ def scan(model: Any, precisions: Iterable[Any] | None = None, *, bits: Iterable[
     common = {"scan_id": scan_id, "model": model.name, "model_hash": model.hash if model.has_onnx else None,
               "backend": backend, "reference_auc": reference_auc, "task": task,
               "dataset": dataset.label if dataset else "random inputs", "n_samples": len(arrays[0]),
-              "signal_class": dataset.signal_name if dataset else None, "timestamp": pd.Timestamp.now(tz="UTC"),
+              "signal_class": dataset.signal_name if dataset is not None and dataset.class_names else None, "timestamp": pd.Timestamp.now(tz="UTC"),
               "host": env.get("host"), "cpu": env.get("cpu")}
     for key, value in common.items():
         frame[key] = value

@@ -344,7 +344,8 @@ def test_load_table_and_names(tmp_path: Path) -> None:
         datasets.load(str(path))
     with pytest.raises(UnknownNameError, match="no_such_dataset"):
         datasets.load("no_such_dataset")
-    assert datasets.names() == sorted(["jets_synthetic", "lhc_jets", "magic", "pixel_clusters_synthetic", "mdt_hits_synthetic"])
+    assert datasets.names() == sorted(["jets_synthetic", "lhc_jets", "magic", "pixel_clusters_synthetic", "mdt_hits_synthetic",
+                                       "constituents_synthetic", "hls4ml_jets_150p"])
 
 
 def test_mdt_hits_are_chamber_shaped_and_muons_cross_every_layer() -> None:
@@ -432,3 +433,58 @@ def test_lhc_jets_fetches_openml_42468_through_openml(tmp_path: Path, monkeypatc
     data = lhc_jets()
     assert calls["id"] == 42468 and calls["format"] == "dataframe" and str(calls["cache"]).startswith(str(tmp_path))
     assert list(data.y) == [0, 1, 2, 3, 4] and data.meta["origin"] == "OpenML 42468" and not data.synthetic
+
+
+def test_constituents_are_pt_ordered_and_padded_in_the_hls4ml_schema() -> None:
+    data = datasets.constituents_synthetic(n_samples=400, n_constituents=60, seed=2)
+    assert data.X.shape == (400, 60, 3) and data.synthetic and data.class_names == datasets.JET_CLASSES
+    ptrel = data.X[:, :, 0]
+    assert (np.diff(ptrel, axis=1) <= 1e-7).all()  # sorted by pT, padding (zeros) last
+    assert np.allclose(ptrel.sum(axis=1)[(ptrel[:, -1] == 0)], 1.0, atol=1e-4)  # fractions of jets that fit sum to 1
+    assert (ptrel == 0).any()  # 60 slots: some jets have fewer particles, zero-padded
+    top, gluon = data.X[data.y == 4], data.X[data.y == 0]
+    assert np.abs(top[:, :, 1]).mean() > np.abs(gluon[:, :, 1]).mean() * 0.9  # three prongs spread wider
+    all_features = datasets.constituents_synthetic(n_samples=50, n_constituents=150, features=datasets.PARTICLE_FEATURES)
+    assert all_features.X.shape == (50, 150, 16)
+    with pytest.raises(YuktiError, match="unknown particle feature"):
+        datasets.constituents_synthetic(n_samples=5, features=("j1_mass",))
+
+
+def _write_hls4ml_file(path: Path, table: np.ndarray, y: np.ndarray) -> None:
+    h5py = pytest.importorskip("h5py")
+    jets = np.zeros((len(y), 59), np.float32)
+    jets[np.arange(len(y)), 53 + y] = 1.0  # the last six columns: j_g, j_q, j_w, j_z, j_t, j_undef
+    with h5py.File(path, "w") as handle:
+        # the file's own feature order (reversed here): the loader must follow the names
+        handle["jetConstituentList"] = table[:, :, ::-1]
+        handle["particleFeatureNames"] = np.array([f.encode() for f in datasets.PARTICLE_FEATURES[::-1]])
+        handle["jets"] = jets
+
+
+def test_the_hls4ml_150_particle_format_reads_back(tmp_path: Path) -> None:
+    full = datasets.constituents_synthetic(n_samples=120, n_constituents=150, features=datasets.PARTICLE_FEATURES, seed=9)
+    _write_hls4ml_file(tmp_path / "jetImage_0_150p_0_60.h5", full.X[:60], full.y[:60])
+    _write_hls4ml_file(tmp_path / "jetImage_0_150p_60_120.h5", full.X[60:], full.y[60:])
+    one = datasets.hls4ml_jets_150p(tmp_path / "jetImage_0_150p_0_60.h5", n_constituents=8)
+    assert not one.synthetic and one.X.shape == (60, 8, 3) and np.array_equal(one.y, full.y[:60])
+    np.testing.assert_array_equal(one.X, full.X[:60, :8, [6, 8, 11]])  # ptrel, etarel, phirel
+    folder = datasets.hls4ml_jets_150p(tmp_path, n_constituents=16, features=("j1_pt", "j1_deltaR"))
+    assert folder.X.shape == (120, 16, 2) and np.array_equal(folder.y, full.y)
+    (tmp_path / "bad").mkdir()
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "bad" / "x.h5", "w") as handle:
+        handle["something"] = np.zeros(3)
+    with pytest.raises(YuktiError, match="not an hls4ml jet file"):
+        datasets.hls4ml_jets_150p(tmp_path / "bad")
+    with pytest.raises(YuktiError, match="no hls4ml jet file"):
+        datasets.hls4ml_jets_150p(tmp_path / "nothing_here.h5")
+
+
+def test_the_hls4ml_files_are_found_in_the_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YUKTI_DATA_DIR", str(tmp_path))
+    with pytest.raises(YuktiError, match="no hls4ml 150-particle jet files"):
+        datasets.load("hls4ml_jets_150p")
+    full = datasets.constituents_synthetic(n_samples=30, n_constituents=150, features=datasets.PARTICLE_FEATURES, seed=1)
+    (tmp_path / "hls4ml_jets_150p").mkdir()
+    _write_hls4ml_file(tmp_path / "hls4ml_jets_150p" / "a.h5", full.X, full.y)
+    assert datasets.load("hls4ml_jets_150p").X.shape == (30, 16, 3)

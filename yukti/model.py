@@ -405,6 +405,11 @@ def _keras_dtype(tensor: Any) -> str:
 
 
 def _export_keras(keras_model: Any) -> bytes:
+    # Keras 3 exports only a model that has been called ("The model provided has never called"): a
+    # freshly built functional model has not. One call on zeros of the declared shapes changes no weight.
+    if getattr(keras_model, "_called", True) is False:
+        zeros = [np.zeros((1, *tuple(t.shape)[1:]), np.dtype(_keras_dtype(t))) for t in keras_model.inputs]
+        keras_model(zeros if len(zeros) > 1 else zeros[0], training=False)
     with tempfile.TemporaryDirectory(prefix="yukti-keras-") as tmp:
         path = Path(tmp) / "model.onnx"
         with warnings.catch_warnings():

@@ -120,3 +120,20 @@ def test_example_inputs_match_specs(jet_dnn):
     (x,) = jet_dnn.example_inputs(batch_size=5)
     assert x.shape == (5, 16) and x.dtype == np.float32
     assert jet_dnn.validate_inputs(x)[0] is x  # already valid: no copy
+
+
+def test_a_keras_model_never_called_still_has_its_onnx_form(isolated_yukti_dirs):
+    """Keras 3 refuses to export a model that was never called; a user's freshly built one is such."""
+    keras = pytest.importorskip("keras")
+    import yukti
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 3), name="constituents")
+    pooled = keras.layers.GlobalAveragePooling1D(name="mean")(keras.layers.Dense(8, activation="relu", name="phi")(inputs))
+    network = keras.Model(inputs, keras.layers.Dense(5, activation="softmax", name="rho")(pooled))
+    weights = [w.copy() for w in network.get_weights()]
+    model = yukti.load(network, name="never_called")
+    assert model.has_onnx and model.inputs[0].shape == (None, 16, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, network.get_weights()))  # the call changed nothing
+    x = np.random.default_rng(0).standard_normal((4, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(yukti.runner("onnxruntime", model)(x), network(x).numpy(), atol=1e-6)

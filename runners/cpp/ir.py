@@ -177,6 +177,95 @@ def _fold(node: onnx.NodeProto, constants: dict[str, np.ndarray], opset: int) ->
     return ReferenceEvaluator(model).run(None, {n: constants[n] for n in inputs})
 
 
+# Shape arithmetic torch/tf2onnx exporters write around reshapes (Shape -> Gather -> Concat ->
+# Reshape). With only the batch dimension dynamic, such values are known but for the batch size:
+# they are evaluated here on object arrays where None stands for the batch size.
+SHAPE_VALUE_OPS = {"Shape", "Gather", "Slice", "Concat", "Cast", "Unsqueeze", "Squeeze", "Mul", "Add", "Sub", "Div",
+                   "Mod", "ReduceProd", "Identity"}
+
+
+def _symbolic_input(name: str, constants: dict[str, np.ndarray], symbolic: dict[str, np.ndarray]) -> np.ndarray:
+    return symbolic[name] if name in symbolic else np.asarray(constants[name]).astype(object)
+
+
+def _arith(op: str, a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        known = b if a is None else a
+        keeps = (op == "Mul" and known == 1) or (op in ("Add", "Sub") and known == 0 and (b is not None or op == "Add")) \
+            or (op == "Div" and b == 1 and a is None)
+        if keeps:
+            return None
+        raise UnsupportedModelError(f"cpp: shape arithmetic {op} on the batch size; generated C++ needs per-sample shapes")
+    a, b = int(a), int(b)
+    if op == "Mul":
+        return a * b
+    if op == "Add":
+        return a + b
+    if op == "Sub":
+        return a - b
+    if op == "Div":
+        return int(np.trunc(a / b)) if b else 0
+    return a % b if b else 0  # Mod (integers: the sign of the divisor, as numpy and ONNX fmod=0)
+
+
+def _fold_symbolic(proto: onnx.NodeProto, inputs: list[str], constants: dict[str, np.ndarray],
+                   symbolic: dict[str, np.ndarray], values: dict[str, Value]) -> np.ndarray:
+    """One shape op on values known but for the batch size; an object array (None: the batch)."""
+    op, attrs = proto.op_type, _attributes(proto)
+    if op == "Shape":  # of a batched tensor: its input is an activation, not a value
+        full = np.array([None, *values[inputs[0]].shape], dtype=object)
+        rank = len(full)
+        start, end = attrs.get("start", 0), attrs.get("end", rank)
+        return full[slice(start if start >= 0 else start + rank, end if end >= 0 else end + rank)]
+    arg = [(_symbolic_input(i, constants, symbolic) if i else None) for i in inputs]
+    if op in ("Cast", "Identity"):
+        return arg[0]
+    if op == "Gather":
+        return np.take(arg[0], np.asarray(arg[1]).astype(np.int64), axis=attrs.get("axis", 0))
+    if op == "Concat":
+        return np.concatenate([a for a in arg if a is not None], axis=attrs.get("axis", 0))
+    if op == "Slice":
+        data, starts, ends = arg[0], arg[1], arg[2]
+        axes = arg[3] if len(arg) > 3 and arg[3] is not None else range(len(starts))
+        steps = arg[4] if len(arg) > 4 and arg[4] is not None else [1] * len(starts)
+        index = [slice(None)] * data.ndim
+        for axis, start, end, step in zip(axes, starts, ends, steps):
+            index[int(axis)] = slice(int(start), int(min(max(int(end), -2**31), 2**31)), int(step))
+        return data[tuple(index)]
+    if op in ("Unsqueeze", "Squeeze"):
+        axes = arg[1] if len(arg) > 1 and arg[1] is not None else attrs.get("axes")
+        if op == "Squeeze":
+            return np.squeeze(arg[0], axis=None if axes is None else tuple(int(a) for a in axes))
+        result = arg[0]
+        for axis in sorted(int(a) if int(a) >= 0 else int(a) + result.ndim + len(axes) for a in axes):
+            result = np.expand_dims(result, axis)
+        return result
+    if op == "ReduceProd":
+        if any(v is None for v in arg[0].reshape(-1)):
+            raise UnsupportedModelError(f"cpp: node {proto.name} multiplies the batch size into a shape")
+        return np.array(int(np.prod(arg[0].astype(np.int64))), dtype=object)
+    a, b = np.broadcast_arrays(arg[0], arg[1])
+    return np.vectorize(lambda x, y: _arith(op, x, y), otypes=[object])(a, b) if a.size else a
+
+
+def _reshaped(shape: tuple[int, ...], target: np.ndarray, allowzero: bool, name: str) -> tuple[int, ...]:
+    """ONNX Reshape's output shape (0 copies the input's dimension unless allowzero, one -1 is inferred)."""
+    dims = [int(d) for d in np.asarray(target).reshape(-1)]
+    if not allowzero:
+        dims = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(dims)]
+    total = int(np.prod(shape, dtype=np.int64))
+    if dims.count(-1) > 1 or any(d < -1 for d in dims):
+        raise UnsupportedModelError(f"cpp: Reshape node {name} has an invalid target {dims}")
+    if -1 in dims:
+        known = int(np.prod([d for d in dims if d != -1], dtype=np.int64))
+        if known == 0 or total % known:
+            raise UnsupportedModelError(f"cpp: Reshape node {name}: {shape} cannot take the target {dims}")
+        dims[dims.index(-1)] = total // known
+    if int(np.prod(dims, dtype=np.int64)) != total:
+        raise UnsupportedModelError(f"cpp: Reshape node {name}: {shape} cannot take the target {dims}")
+    return tuple(dims)
+
+
 def from_onnx(model: onnx.ModelProto) -> Graph:
     model = sanitized_onnx(model)  # from here on, every name is a derived identifier
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
@@ -205,12 +294,47 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
         values[name] = Value(name, tuple(array.shape), batched=False, const=array)
 
     alias: dict[str, str] = {}  # outputs of removed nodes -> their input
+    symbolic: dict[str, np.ndarray] = {}  # shape values known but for the batch size (None in them)
     nodes: list[Node] = []
     for index, proto in enumerate(graph.node):
         name = proto.name or f"{proto.op_type}_{index}"
         if proto.domain not in ("", "ai.onnx"):
             raise UnsupportedModelError(f"cpp: operator {proto.domain}.{proto.op_type} (node {name}) is not in the ONNX domain")
         inputs = [alias.get(i, i) for i in proto.input]
+        shape_of_batched = proto.op_type == "Shape" and inputs[0] in values and values[inputs[0]].batched
+        if proto.op_type in SHAPE_VALUE_OPS and (shape_of_batched or (
+                any(i in symbolic for i in inputs if i) and all(i in constants or i in symbolic for i in inputs if i))):
+            result = np.asarray(_fold_symbolic(proto, inputs, constants, symbolic, values), dtype=object)
+            if result.ndim == 0:  # np.take of a scalar index gives the element itself
+                result = np.empty((), dtype=object)
+                result[()] = _fold_symbolic(proto, inputs, constants, symbolic, values)
+            if result.size > limits.MAX_TENSOR_ELEMENTS:
+                raise UnsupportedModelError(f"cpp: shape value of node {name} is too large ({result.size:,} elements)")
+            out = proto.output[0]
+            if any(v is None for v in result.reshape(-1)):
+                symbolic[out] = result
+                static = np.array([-1 if v is None else int(v) for v in result.reshape(-1)], np.int64).reshape(result.shape)
+                values[out] = Value(out, tuple(result.shape), False, static)
+            else:  # the batch size dropped out (Gather of a per-sample dimension): an ordinary constant
+                constants[out] = np.array(result.tolist(), dtype=np.int64)
+                values[out] = Value(out, tuple(result.shape), False, constants[out])
+            continue
+        uses_batch = [i for i in inputs if i in symbolic]
+        if uses_batch:
+            target = symbolic.get(inputs[1]) if proto.op_type == "Reshape" and len(inputs) > 1 else None
+            reshapes_batch = (target is not None and inputs[1:2] == uses_batch and target.ndim == 1 and len(target)
+                              and target[0] is None and not any(v is None for v in target[1:])
+                              and inputs[0] in values and values[inputs[0]].batched and proto.output[0] in one)
+            if reshapes_batch:
+                # the target is [batch, ...]: the same as [-1, per-sample shape from inference]
+                static_name = f"{inputs[1]}_static{index}"
+                static = np.array([-1, *one[proto.output[0]][1:]], np.int64)
+                values[static_name] = Value(static_name, tuple(static.shape), False, static)
+                inputs = [inputs[0], static_name, *inputs[2:]]
+            else:
+                raise UnsupportedModelError(
+                    f"cpp: node {name} ({proto.op_type}) takes {uses_batch[0]!r}, a value computed from the batch size; "
+                    "only a Reshape's target shape may depend on it")
         if proto.op_type == "Constant":
             folded_bytes += _check_fold_size(proto, name, [], constants, one, folded_bytes)
             (array,) = _fold(proto, {}, opset)
@@ -234,6 +358,12 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
                 constants[out_name] = np.asarray(array)
                 values[out_name] = Value(out_name, tuple(np.shape(array)), False, np.asarray(array))
             continue
+        if proto.op_type == "Reshape" and proto.output[0] not in one and len(inputs) > 1 and inputs[1] in values \
+                and values[inputs[1]].const is not None and inputs[0] in values and values[inputs[0]].batched:
+            # a target folded here (shape arithmetic) that ONNX's data propagation did not follow
+            for batch, shapes in ((1, one), (2, two)):
+                shapes[proto.output[0]] = _reshaped((batch, *values[inputs[0]].shape), values[inputs[1]].const,
+                                                    bool(_attributes(proto).get("allowzero", 0)), name)
         for out_name in proto.output:
             if not out_name:
                 continue

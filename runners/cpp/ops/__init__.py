@@ -50,7 +50,10 @@ def c_float(value: float) -> str:
 
 
 def supported_ops() -> set[str]:
-    return set(EMITTERS) | ALIASING_OPS | ir.REMOVED_OPS | {"Constant"}
+    """Ops with an emitter, plus those the IR removes or folds: shape arithmetic (Shape, Gather,
+    Cast, ... on values known but for the batch size) is folded; the same ops on activations are
+    refused by the IR naming the node."""
+    return set(EMITTERS) | ALIASING_OPS | ir.REMOVED_OPS | ir.SHAPE_VALUE_OPS | {"Constant"}
 
 
 # Register the emitters (imported for their side effect).

@@ -117,6 +117,7 @@ class FixedRunner(Runner):
             raise UnsupportedModelError("the fixed library's overflow counters do not match its plan")
         self._counts = np.zeros(len(self._slots) + 1, np.uint64)
         self._samples = 0
+        self._counts_lock = threading.Lock()
         self._in_sizes = [int(np.prod(s)) for s in plan_meta["input_shapes"]]
         self._out_sizes = [int(np.prod(s)) for s in plan_meta["output_shapes"]]
         self._in_perm = _input_permutations(model, plan_meta["input_shapes"])
@@ -173,8 +174,9 @@ class FixedRunner(Runner):
         if self._counting:
             counts = np.zeros(len(self._slots) + 1, np.uint64)
             self._batch_counted(_pointers(ins), _pointers(outs), n, counts.ctypes.data)
-            self._counts += counts
-            self._samples += n
+            with self._counts_lock:  # concurrent counting calls add up, none lost
+                self._counts += counts
+                self._samples += n
         elif self._pool is not None and n >= 2 * MIN_CHUNK:
             bounds = np.linspace(0, n, min(self._threads, n // MIN_CHUNK) + 1).astype(int)
             futures = [self._pool.submit(self._batch, _pointers([a[s:e] for a in ins]), _pointers([o[s:e] for o in outs]),

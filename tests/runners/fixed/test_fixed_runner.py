@@ -120,3 +120,17 @@ def test_benchmark_stores_overflow_counts(jet_dnn):
     assert row["status"] == "ok" and row["overflows"] > 0
     per_layer = json.loads(row["overflow_layers"])
     assert sum(per_layer.values()) == row["overflows"]
+
+
+def test_concurrent_counting_calls_lose_nothing(jet_dnn):
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = _inputs(jet_dnn, n=200)
+    runner = yukti.runner("fixed", jet_dnn, precision="ap_fixed<8,3>", count_overflows=True)
+    runner(x)
+    once = runner.overflows()["overflows"].to_numpy()
+    runner.reset_overflows()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: runner(x), range(40)))
+    total = runner.overflows()
+    assert np.array_equal(total["overflows"].to_numpy(), 40 * once) and (total["samples"] == 40 * len(x)).all()

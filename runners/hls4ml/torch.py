@@ -22,6 +22,29 @@ def _known() -> frozenset[str]:
     return frozenset(hls4ml.converters.get_supported_pytorch_layers()) | _TRANSPARENT
 
 
+# Reductions hls4ml 1.3's torch converter has no handler for ("Unsupported function mean" at
+# conversion): found up front by tracing, so supports() can say so without converting.
+_UNCONVERTED_FUNCTIONS = {"mean", "sum", "prod", "amax", "amin", "std", "var", "norm", "logsumexp"}
+
+
+def _unconverted_functions(module: Any) -> tuple[tuple[str, str], ...]:
+    """(function, node) of each traced call hls4ml cannot convert; () when the module does not trace
+    (hls4ml's own tracer decides then, at prepare)."""
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception:  # noqa: BLE001 - an untraceable module is hls4ml's to judge
+        return ()
+    found = []
+    for node in graph.nodes:
+        if node.op in ("call_function", "call_method"):
+            name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+            if name in _UNCONVERTED_FUNCTIONS:
+                found.append((f"torch.{name}", node.name))
+    return tuple(found)
+
+
 def _leaves(module: Any) -> Any:
     """(qualified name, module) of each leaf module: the ones that compute."""
     return ((name, m) for name, m in module.named_modules() if name and not list(m.children()))
@@ -32,7 +55,8 @@ class TorchFrontend(Frontend):
 
     def unsupported_layers(self, model: Model) -> tuple[tuple[str, str], ...]:
         known = _known()
-        return tuple((type(m).__name__, name) for name, m in _leaves(model.torch_module) if type(m).__name__ not in known)
+        modules = tuple((type(m).__name__, name) for name, m in _leaves(model.torch_module) if type(m).__name__ not in known)
+        return modules + _unconverted_functions(model.torch_module)
 
     # kernel_sizes: from the ONNX form (the base class), which names every weight the module uses
 

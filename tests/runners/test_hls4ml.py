@@ -369,3 +369,22 @@ def test_dense_autoencoder_runs_with_regression_metrics():
     assert (rows["task"] == "regression").all()
     assert rows.loc["hls4ml", "mean_rel_error"] < 0.1 and rows.loc["onnxruntime", "mean_rel_error"] < 1e-5
     assert rows.loc["hls4ml", "resolution"] > rows.loc["onnxruntime", "resolution"]
+
+
+def test_torch_reductions_hls4ml_cannot_convert_are_refused_up_front(isolated_yukti_dirs):
+    torch = pytest.importorskip("torch")
+    import yukti
+
+    class DeepSets(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.phi, self.rho = torch.nn.Linear(3, 8), torch.nn.Linear(8, 5)
+
+        def forward(self, x):
+            return torch.softmax(self.rho(torch.relu(self.phi(x)).mean(dim=1)), dim=1)
+
+    torch.manual_seed(0)
+    model = yukti.load(DeepSets().eval(), torch.zeros(1, 16, 3), name="deepsets_mean")
+    for backend in ("hls4ml", "fixed"):
+        support = yukti.runner_class(backend).supports(model)
+        assert not support and "torch.mean" in support.describe(), (backend, support.describe())

@@ -52,8 +52,21 @@ def mac_work(layer: LayerPlan, x: FixedType, w: FixedType, acc: FixedType, bias:
     return work(bits, f"layer {layer.name!r} ({layer.kind})"), f_prod
 
 
-def result_loop(layer: LayerPlan, n: int, src: str, f_in: int, work_type: str, counter: str = "ovf[1]") -> str:
-    """y[k] = result type of src[k] for k < n (src holds exact raws at f_in bits)."""
-    out = layer.output
-    return (f"    for (int k = 0; k < {n}; k++) y[k] = ({storage(out.type)})"
-            f"{requant(f'{src}[k]', f_in, out.type, work_type, counter)};\n")
+def cast(value: str, f_in: int, t: FixedType, counter: str = "ovf[0]") -> str:
+    """`requant` of an int64_t value, counted into `counter` (the layer's first counter by default)."""
+    return requant(value, f_in, t, "int64_t", counter)
+
+
+def stored(value: str, f_in: int, t: FixedType, counter: str = "ovf[0]") -> str:
+    """`cast`, as the integer type that holds `t`'s raw values."""
+    return f"({storage(t)}){cast(value, f_in, t, counter)}"
+
+
+def unary_kernel(layer: LayerPlan, body: str) -> str:
+    """The kernel of a one-input layer: `template <bool COUNT> void L<i>(x, y, ovf) { body }`."""
+    return (f"template <bool COUNT> static inline void {layer.fn}(const {storage(layer.inputs[0].type)} *__restrict x, "
+            f"{storage(layer.output.type)} *__restrict y, uint64_t *ovf) {{\n{body}}}\n")
+
+
+def unary_call(layer: LayerPlan) -> str:
+    return f"{layer.fn}<COUNT>({layer.inputs[0].cname}, {layer.output.cname}, ovf + OVF_{layer.fn});\n"

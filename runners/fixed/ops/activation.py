@@ -4,7 +4,7 @@ computed in single precision from the same expressions, indices truncated toward
 
 from __future__ import annotations
 
-from yukti.fixed_point import FixedType
+from yukti.runners.fixed.ops._common import stored, unary_call, unary_kernel
 from yukti.runners.fixed.plan import Emitted, LayerPlan
 from yukti.runners.fixed.types import args, storage
 
@@ -16,29 +16,17 @@ TABLES = {
 
 
 def _kernel(layer: LayerPlan, body: str) -> str:
-    x, y = layer.inputs[0], layer.output
-    return (f"template <bool COUNT> static inline void {layer.fn}(const {storage(x.type)} *__restrict x, "
-            f"{storage(y.type)} *__restrict y, uint64_t *ovf) {{\n"
-            f"    for (int k = 0; k < {y.size}; k++) {{\n{body}    }}\n}}\n")
-
-
-def _cast(value: str, f_in: int, t: FixedType) -> str:
-    plain = f"yfx::requant<{f_in}, {args(t)}, int64_t>({value})"
-    return f"({storage(t)})(COUNT ? yfx::requant_counted<{f_in}, {args(t)}, int64_t>({value}, ovf[0]) : {plain})"
-
-
-def _call(layer: LayerPlan) -> str:
-    return f"{layer.fn}<COUNT>({layer.inputs[0].cname}, {layer.output.cname}, ovf + OVF_{layer.fn});\n"
+    return unary_kernel(layer, f"    for (int k = 0; k < {layer.output.size}; k++) {{\n{body}    }}\n")
 
 
 def emit_activation(layer: LayerPlan) -> Emitted:
     kind = str(layer.attrs.get("activation", layer.kind)).lower()
     x, y = layer.inputs[0].type, layer.output.type
     if kind in ("linear",):
-        return Emitted(_kernel(layer, f"        y[k] = {_cast('(int64_t)x[k]', x.fractional, y)};\n"), _call(layer))
+        return Emitted(_kernel(layer, f"        y[k] = {stored('(int64_t)x[k]', x.fractional, y)};\n"), unary_call(layer))
     if kind == "relu":
-        body = f"        y[k] = x[k] > 0 ? {_cast('(int64_t)x[k]', x.fractional, y)} : 0;\n"
-        return Emitted(_kernel(layer, body), _call(layer))
+        body = f"        y[k] = x[k] > 0 ? {stored('(int64_t)x[k]', x.fractional, y)} : 0;\n"
+        return Emitted(_kernel(layer, body), unary_call(layer))
     if kind in TABLES:
         return _table_activation(layer, kind)
     if kind in ("leaky_relu", "leakyrelu"):
@@ -65,8 +53,8 @@ def _table_activation(layer: LayerPlan, kind: str) -> Emitted:
         index = f"((int64_t)x[k] * {n} << {-x.fractional}) / {scale}LL"
     body = (f"        int64_t index = {index} + {half_range * n // scale};\n"
             f"        index = index < 0 ? 0 : (index > {n - 1} ? {n - 1} : index);\n"
-            f"        y[k] = {_cast(f'(int64_t){table}[index]', table_t.fractional, y)};\n")
-    return Emitted(decls + _kernel(layer, body), _call(layer), init=init)
+            f"        y[k] = {stored(f'(int64_t){table}[index]', table_t.fractional, y)};\n")
+    return Emitted(decls + _kernel(layer, body), unary_call(layer), init=init)
 
 
 def emit_leaky_relu(layer: LayerPlan) -> Emitted:
@@ -80,11 +68,11 @@ def emit_leaky_relu(layer: LayerPlan) -> Emitted:
     decls = f"static int64_t {layer.fn}_alpha;\n"
     init = f"{layer.fn}_alpha = yfx::from_double<{args(param_t)}>({float(alpha)!r});\n"
     f_prod = x.fractional + param_t.fractional
-    body = (f"        y[k] = x[k] > 0 ? {_cast('(int64_t)x[k]', x.fractional, y)} : "
-            f"{_cast(f'(int64_t)x[k] * {layer.fn}_alpha', f_prod, y)};\n")
+    body = (f"        y[k] = x[k] > 0 ? {stored('(int64_t)x[k]', x.fractional, y)} : "
+            f"{stored(f'(int64_t)x[k] * {layer.fn}_alpha', f_prod, y)};\n")
     if x.width + param_t.width > 63:
         raise layer.refuse(f"alpha ({param_t}) times the input ({x}) needs more than 63 bits")
-    return Emitted(decls + _kernel(layer, body), _call(layer), init=init)
+    return Emitted(decls + _kernel(layer, body), unary_call(layer), init=init)
 
 
 EMITTERS = {"Activation": emit_activation, "ReLU": emit_activation, "LeakyReLU": emit_leaky_relu,

@@ -3,9 +3,8 @@ the sum exact (ap_fixed arithmetic widens), one cast at the end; per channel whe
 
 from __future__ import annotations
 
-from yukti.runners.fixed.ops._common import weight_array
+from yukti.runners.fixed.ops._common import stored, unary_call, unary_kernel, weight_array
 from yukti.runners.fixed.plan import Emitted, LayerPlan
-from yukti.runners.fixed.types import args, storage
 
 
 def emit_batchnorm(layer: LayerPlan) -> Emitted:
@@ -25,13 +24,9 @@ def emit_batchnorm(layer: LayerPlan) -> Emitted:
         raise layer.refuse(f"{n_scale} scales for {x.size} inputs")
     exact = (f"(int64_t)x[k] * {scale}[{index}] * (1LL << {f_sum - f_prod}) + "
              f"(int64_t){bias}[{index}] * (1LL << {f_sum - b_t.fractional})")
-    plain = f"yfx::requant<{f_sum}, {args(y.type)}, int64_t>({exact})"
-    counted = f"yfx::requant_counted<{f_sum}, {args(y.type)}, int64_t>({exact}, ovf[0])"
-    decls = (s_decl + b_decl +
-             f"template <bool COUNT> static inline void {layer.fn}(const {storage(x.type)} *__restrict x, "
-             f"{storage(y.type)} *__restrict y, uint64_t *ovf) {{\n"
-             f"    for (int k = 0; k < {x.size}; k++) y[k] = ({storage(y.type)})(COUNT ? {counted} : {plain});\n}}\n")
-    return Emitted(decls, f"{layer.fn}<COUNT>({x.cname}, {y.cname}, ovf + OVF_{layer.fn});\n", init=s_init + b_init)
+    decls = s_decl + b_decl + unary_kernel(
+        layer, f"    for (int k = 0; k < {x.size}; k++) y[k] = {stored(exact, f_sum, y.type)};\n")
+    return Emitted(decls, unary_call(layer), init=s_init + b_init)
 
 
 # ApplyAlpha (qonnx's scale/bias, e.g. a MatMul's bias Add) is a BatchNormalization subclass in hls4ml: the same kernel

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from yukti.runners.fixed.ops._common import stored, unary_call, unary_kernel
 from yukti.runners.fixed.plan import Emitted, LayerPlan
-from yukti.runners.fixed.types import args, storage
+from yukti.runners.fixed.types import storage
 
 
 def emit_input(layer: LayerPlan) -> Emitted:
@@ -23,13 +24,10 @@ def emit_transpose(layer: LayerPlan) -> Emitted:
         raise layer.refuse(f"perm {perm} is not a permutation of the input's {len(in_shape)} axes {in_shape}")
     source = np.transpose(np.arange(x.size).reshape(in_shape), perm).reshape(-1)
     rows = ",\n    ".join(", ".join(str(int(v)) for v in source[i:i + 16]) for i in range(0, x.size, 16))
-    plain = f"yfx::requant<{x.type.fractional}, {args(y.type)}, int64_t>((int64_t)x[{layer.fn}_from[k]])"
-    counted = f"yfx::requant_counted<{x.type.fractional}, {args(y.type)}, int64_t>((int64_t)x[{layer.fn}_from[k]], ovf[0])"
+    value = stored(f"(int64_t)x[{layer.fn}_from[k]]", x.type.fractional, y.type)
     decls = (f"static const int {layer.fn}_from[{x.size}] = {{\n    {rows}}};\n"
-             f"template <bool COUNT> static inline void {layer.fn}(const {storage(x.type)} *__restrict x, "
-             f"{storage(y.type)} *__restrict y, uint64_t *ovf) {{\n"
-             f"    for (int k = 0; k < {x.size}; k++) y[k] = ({storage(y.type)})(COUNT ? {counted} : {plain});\n}}\n")
-    return Emitted(decls, f"{layer.fn}<COUNT>({x.cname}, {y.cname}, ovf + OVF_{layer.fn});\n")
+             + unary_kernel(layer, f"    for (int k = 0; k < {x.size}; k++) y[k] = {value};\n"))
+    return Emitted(decls, unary_call(layer))
 
 
 def emit_reshape(layer: LayerPlan) -> Emitted:

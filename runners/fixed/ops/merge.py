@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from yukti.fixed_point import FixedType
+from yukti.runners.fixed.ops._common import stored
 from yukti.runners.fixed.plan import Emitted, LayerPlan
-from yukti.runners.fixed.types import args, storage
-
-
-def _cast(value: str, f_in: int, t: FixedType) -> str:
-    plain = f"yfx::requant<{f_in}, {args(t)}, int64_t>({value})"
-    return f"({storage(t)})(COUNT ? yfx::requant_counted<{f_in}, {args(t)}, int64_t>({value}, ovf[0]) : {plain})"
+from yukti.runners.fixed.types import storage
 
 
 def _kernel(layer: LayerPlan, body: str) -> Emitted:
@@ -50,7 +45,7 @@ def emit_merge(layer: LayerPlan) -> Emitted:
         value, f_in = f"({x1} {compare} {x2} ? {x1} : {x2})", fa
     else:
         raise layer.refuse(f"merge op {op!r}; emulated: add, subtract, multiply, average, maximum, minimum, concatenate")
-    body = f"    for (int k = 0; k < {y.size}; k++) y[k] = {_cast(value, f_in, y.type)};\n"
+    body = f"    for (int k = 0; k < {y.size}; k++) y[k] = {stored(value, f_in, y.type)};\n"
     return _kernel(layer, body)
 
 
@@ -68,8 +63,8 @@ def emit_concatenate(layer: LayerPlan) -> Emitted:
     rows = ",\n    ".join(", ".join(str(int(v)) for v in source[i:i + 16]) for i in range(0, source.size, 16))
     body = (f"    for (int k = 0; k < {y.size}; k++) {{\n"
             f"        const int s = {layer.fn}_from[k];\n"
-            f"        y[k] = s < {a.size} ? {_cast('(int64_t)x1[s]', a.type.fractional, y.type)} : "
-            f"{_cast(f'(int64_t)x2[s - {a.size}]', b.type.fractional, y.type)};\n"
+            f"        y[k] = s < {a.size} ? {stored('(int64_t)x1[s]', a.type.fractional, y.type)} : "
+            f"{stored(f'(int64_t)x2[s - {a.size}]', b.type.fractional, y.type)};\n"
             "    }\n")
     emitted = _kernel(layer, body)
     emitted.decls = f"static const int {layer.fn}_from[{y.size}] = {{\n    {rows}}};\n" + emitted.decls

@@ -7,18 +7,14 @@ pooling is one window over the whole width (height)."""
 from __future__ import annotations
 
 from yukti.fixed_point import FixedType
+from yukti.runners.fixed.ops._common import cast
 from yukti.runners.fixed.plan import Emitted, LayerPlan
-from yukti.runners.fixed.types import args, storage
+from yukti.runners.fixed.types import storage
 
 
 def _pad(t: FixedType) -> str:
     # pad_val<Max>: x = 0; x[x.width - 1] = 1 -> the most negative signed value, or 2^(W-1) unsigned
     return f"(int64_t)yfx::wrap<{t.width}, {'true' if t.signed else 'false'}, int64_t>((int64_t)((uint64_t)1 << {t.width - 1}))"
-
-
-def _cast(value: str, f_in: int, t: FixedType, counter: str) -> str:
-    plain = f"yfx::requant<{f_in}, {args(t)}, int64_t>({value})"
-    return f"(COUNT ? yfx::requant_counted<{f_in}, {args(t)}, int64_t>({value}, {counter}) : {plain})"
 
 
 def _window(layer: LayerPlan, op: str, positions: str, valid: str, index: str, pool_size: int, count_pad: bool) -> str:
@@ -30,16 +26,16 @@ def _window(layer: LayerPlan, op: str, positions: str, valid: str, index: str, p
                 f"                const int64_t v = ({valid}) ? (int64_t)x[{index}] : {_pad(x)};\n"
                 "                if (first || v > best) best = v;\n"
                 f"                first = false;\n            {close}\n"
-                f"            const int64_t a = {_cast('best', x.fractional, acc, 'ovf[0]')};\n"
-                f"            *out = ({storage(y)}){_cast('a', acc.fractional, y, 'ovf[1]')};\n")
+                f"            const int64_t a = {cast('best', x.fractional, acc, 'ovf[0]')};\n"
+                f"            *out = ({storage(y)}){cast('a', acc.fractional, y, 'ovf[1]')};\n")
     divisor = str(pool_size) if count_pad else "overlap"
     fm = max(x.fractional, acc.fractional)  # the exact sum of an accum_t and a data_T
     return (f"{positions}\n"
             f"                if (!({valid})) continue;\n"
-            f"                sum = {_cast(f'(sum << {fm - acc.fractional}) + ((int64_t)x[{index}] << {fm - x.fractional})', fm, acc, 'ovf[0]')};\n"
+            f"                sum = {cast(f'(sum << {fm - acc.fractional}) + ((int64_t)x[{index}] << {fm - x.fractional})', fm, acc, 'ovf[0]')};\n"
             f"                overlap++;\n            {close}\n"
             f"            const int64_t a = sum / (int64_t)({divisor} > 0 ? {divisor} : 1);\n"
-            f"            *out = ({storage(y)}){_cast('a', acc.fractional, y, 'ovf[1]')};\n")
+            f"            *out = ({storage(y)}){cast('a', acc.fractional, y, 'ovf[1]')};\n")
 
 
 def _op(layer: LayerPlan) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from yukti.fixed_point import FixedType
+from yukti.runners.fixed.ops._common import cast, unary_call, unary_kernel
 from yukti.runners.fixed.plan import Emitted, LayerPlan
 from yukti.runners.fixed.types import args, storage
 
@@ -70,7 +71,7 @@ def emit_softmax(layer: LayerPlan) -> Emitted:
         body = (f"    int best = 0;\n    for (int k = 1; k < {n_slice}; k++) if (x[k] > x[best]) best = k;\n"
                 f"    for (int k = 0; k < {n_slice}; k++) y[k] = 0;\n"
                 f"    y[best] = ({storage(y.type)})yfx::from_double<{args(y.type)}>(1.0);\n")
-        return Emitted(_kernel(layer, body), _call(layer))
+        return Emitted(unary_kernel(layer, body), unary_call(layer))
     if implementation not in ("stable", "latency"):
         raise layer.refuse(f"softmax implementation {implementation!r}; emulated: stable, latency, argmax")
     exp_t, inv_t, accum, inv_inp, norm, n_exp, n_inv = _effective_config(layer)
@@ -90,7 +91,7 @@ def emit_softmax(layer: LayerPlan) -> Emitted:
             f"    {fn}_inv[ii] = ({storage(inv_t)})yfx::from_double<{args(inv_t)}>((float)(1 / x));\n"
             "}\n")
     if implementation == "stable":
-        address = (f"        const int64_t d = {_cast('(int64_t)x_max - (int64_t)x[k]', x.type.fractional, norm)};\n"
+        address = (f"        const int64_t d = {cast('(int64_t)x_max - (int64_t)x[k]', x.type.fractional, norm)};\n"
                    f"        const unsigned a = yfx::top_bits<{norm.width}, {exp_bits}>(d);\n")
         head = f"    int64_t x_max = x[0];\n    for (int k = 1; k < {n_slice}; k++) x_max = x[k] > x_max ? x[k] : x_max;\n"
     else:
@@ -100,30 +101,16 @@ def emit_softmax(layer: LayerPlan) -> Emitted:
     body = (head +
             f"    int64_t e[{n_slice}];\n"
             f"    for (int k = 0; k < {n_slice}; k++) {{\n{address}"
-            f"        e[k] = {_cast(f'(int64_t){fn}_exp[a]', exp_t.fractional, accum)};\n"
+            f"        e[k] = {cast(f'(int64_t){fn}_exp[a]', exp_t.fractional, accum)};\n"
             "    }\n"
-            f"    auto add = [&](int64_t p, int64_t q) -> int64_t {{ return {_cast('p + q', accum.fractional, accum)}; }};\n"
-            f"    const int64_t sum = {_cast(sums, accum.fractional, inv_inp)};\n"
+            f"    auto add = [&](int64_t p, int64_t q) -> int64_t {{ return {cast('p + q', accum.fractional, accum)}; }};\n"
+            f"    const int64_t sum = {cast(sums, accum.fractional, inv_inp)};\n"
             f"    const int64_t inv = {fn}_inv[yfx::top_bits<{inv_inp.width}, {inv_bits}>(sum)];\n"
             f"    for (int k = 0; k < {n_slice}; k++) y[k] = ({storage(y.type)})"
-            f"{_cast('e[k] * inv', accum.fractional + inv_t.fractional, y.type)};\n")
+            f"{cast('e[k] * inv', accum.fractional + inv_t.fractional, y.type)};\n")
     if accum.width + inv_t.width > 63:
         raise layer.refuse(f"exp ({accum}) times 1/sum ({inv_t}) needs more than 63 bits")
-    return Emitted(decls + _kernel(layer, body), _call(layer), init=init)
-
-
-def _cast(value: str, f_in: int, t: FixedType) -> str:
-    plain = f"yfx::requant<{f_in}, {args(t)}, int64_t>({value})"
-    return f"(COUNT ? yfx::requant_counted<{f_in}, {args(t)}, int64_t>({value}, ovf[0]) : {plain})"
-
-
-def _kernel(layer: LayerPlan, body: str) -> str:
-    return (f"template <bool COUNT> static inline void {layer.fn}(const {storage(layer.inputs[0].type)} *__restrict x, "
-            f"{storage(layer.output.type)} *__restrict y, uint64_t *ovf) {{\n{body}}}\n")
-
-
-def _call(layer: LayerPlan) -> str:
-    return f"{layer.fn}<COUNT>({layer.inputs[0].cname}, {layer.output.cname}, ovf + OVF_{layer.fn});\n"
+    return Emitted(decls + unary_kernel(layer, body), unary_call(layer), init=init)
 
 
 EMITTERS = {"Softmax": emit_softmax}

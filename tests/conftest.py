@@ -48,8 +48,28 @@ def mdt_conv1d(isolated_yukti_dirs: None):
 
 
 @pytest.fixture(scope="session")
-def zoo_models(jet_dnn, cluster_cnn, jet_dnn_keras, mdt_conv1d):
-    """Every zoo model as trained (torch module or Keras model kept), and the torch ones also as a
-    bare ONNX file. The Keras twin's ONNX form comes from tf2onnx, so it exercises that path."""
+def jet_deepsets(isolated_yukti_dirs: None):
+    import yukti
+
+    return yukti.zoo.get("jet_deepsets")
+
+
+@pytest.fixture(scope="session")
+def jet_transformer(isolated_yukti_dirs: None):
+    import yukti
+
+    return yukti.zoo.get("jet_transformer")
+
+
+@pytest.fixture(scope="session")
+def zoo_models(jet_dnn, cluster_cnn, jet_dnn_keras, mdt_conv1d, jet_deepsets, jet_transformer, isolated_yukti_dirs):
+    """Every zoo model as trained (torch module or Keras model kept), and some torch ones also as a
+    bare ONNX file (converters exercised: onnx2torch, hls4ml's ONNX frontend). The Keras models' ONNX
+    forms come from tf2onnx, so they exercise that path."""
+    import yukti
+
     return {"jet_dnn": jet_dnn, "cluster_cnn": cluster_cnn, "jet_dnn_keras": jet_dnn_keras,
-            "jet_dnn_onnx": onnx_only(jet_dnn), "cluster_cnn_onnx": onnx_only(cluster_cnn), "mdt_conv1d": mdt_conv1d}
+            "jet_dnn_onnx": onnx_only(jet_dnn), "cluster_cnn_onnx": onnx_only(cluster_cnn), "mdt_conv1d": mdt_conv1d,
+            "jet_deepsets": jet_deepsets, "jet_deepsets_keras": yukti.zoo.get("jet_deepsets_keras"),
+            "jet_transformer": jet_transformer, "jet_transformer_onnx": onnx_only(jet_transformer),
+            "fad_autoencoder": yukti.zoo.get("fad_autoencoder"), "jet_fusion": yukti.zoo.get("jet_fusion")}

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_keras", "jet_dnn_onnx", "cluster_cnn_onnx", "mdt_conv1d")
+ZOO_VARIANTS = ("jet_dnn", "cluster_cnn", "jet_dnn_keras", "jet_dnn_onnx", "cluster_cnn_onnx", "mdt_conv1d",
+                "jet_deepsets", "jet_deepsets_keras", "jet_transformer", "jet_transformer_onnx", "fad_autoencoder",
+                "jet_fusion")
 
 
 def onnx_only(model: Any) -> Any:
@@ -13,5 +15,5 @@ def onnx_only(model: Any) -> Any:
     import yukti
 
     bare = yukti.load(model.onnx_bytes, name=f"{model.name}_onnx")
-    bare.data = model.data
+    bare.data, bare.task, bare.reconstructs = model.data, model.task, model.reconstructs
     return bare

@@ -268,7 +268,8 @@ def benchmark(
     rows: list[dict[str, Any]] = []
     with progress_bar:
         progress_bar.step(f"reference outputs ({REFERENCE_BACKEND})")
-        baseline = _Baseline(task, eval_arrays, reference_outputs(model, eval_arrays, options.get(REFERENCE_BACKEND)), dataset)
+        baseline = _Baseline(task, eval_arrays, reference_outputs(model, eval_arrays, options.get(REFERENCE_BACKEND)), dataset,
+                             reconstructs=model.reconstructs)
         common["reference_auc"] = baseline.quality.get("auc")
         for name in names:
             if name == REFERENCE_BACKEND and not time_reference:
@@ -299,17 +300,20 @@ class _Baseline:
     arrays: list[np.ndarray]
     outputs: np.ndarray
     dataset: Dataset | None
+    reconstructs: tuple[int, int] | None = None  # Model.reconstructs
     curves: list[pd.DataFrame] = field(default_factory=list)  # per backend, as yukti.curves stores them
 
     def __post_init__(self) -> None:
         try:
+            # anomaly: the score compares the outputs with the inputs (the part the model reconstructs)
+            self.targets = metrics.reconstruction_target(self, self.arrays[0]) if self.task == vocabulary.ANOMALY else None
             self.quality = self.compare(self.outputs)
         except ValueError as exc:  # e.g. task "anomaly" on a model whose outputs are not shaped like its inputs
             raise InputError(f"the {self.task} metrics do not fit this model: {exc}") from None
 
     def compare(self, outputs: np.ndarray) -> dict[str, Any]:
         """Fidelity to the reference and physics metrics of `outputs`, in the task's terms."""
-        inputs = self.arrays[0] if self.task == vocabulary.ANOMALY else None
+        inputs = self.targets
         quality: dict[str, Any] = dict(metrics.fidelity(outputs, self.outputs, self.task, inputs=inputs))
         if self.dataset is not None and self.dataset.y is not None:
             quality.update(metrics.physics(outputs, self.dataset.y, self.dataset.signal_class, task=self.task, inputs=inputs))
@@ -322,7 +326,7 @@ class _Baseline:
             self.curves.append(curves.of_backend(
                 backend, options, self.task, outputs, self.outputs, labels=self.dataset.y if labelled else None,
                 signal_class=self.dataset.signal_class if labelled else None,
-                inputs=self.arrays[0] if self.task == vocabulary.ANOMALY else None))
+                inputs=self.targets))
         except Exception:  # noqa: BLE001 - a convenience for the dashboard, not a measurement
             log.warning("no fidelity curves for %s", backend, exc_info=True)
 

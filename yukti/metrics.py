@@ -106,6 +106,19 @@ def anomaly_score(reconstruction: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return ((reconstruction - inputs) ** 2).mean(axis=1)
 
 
+def reconstruction_target(model: "Model", inputs: np.ndarray) -> np.ndarray:
+    """What an autoencoder's output is compared with: the flattened input, or the slice of it the
+    model declares it reconstructs (`Model.reconstructs`)."""
+    span = getattr(model, "reconstructs", None)
+    if span is None:
+        return inputs
+    start, stop = span
+    flat = _rows(inputs)
+    if not 0 <= start < stop <= flat.shape[1]:
+        raise ValueError(f"model reconstructs input features [{start}, {stop}) but a sample has {flat.shape[1]}")
+    return flat[:, start:stop]
+
+
 def check_task(task: str) -> str:
     if task not in TASKS:
         raise InputError(f"task must be one of {list(TASKS)}; got {task!r}")
@@ -126,6 +139,8 @@ def infer_task(model: "Model") -> str:
     head = _head_op(model)
     if head in _CLASSIFIER_HEADS:
         return CLASSIFICATION
+    if getattr(model, "reconstructs", None) is not None:
+        return ANOMALY
     ins, outs = model.inputs, model.outputs
     if len(ins) == 1 and len(outs) == 1 and ins[0].sample_shape == outs[0].sample_shape:
         return ANOMALY

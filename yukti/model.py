@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import tempfile
 import warnings
@@ -85,6 +86,10 @@ class Model:
     meta: dict[str, Any] = field(default_factory=dict)
     # "classification" | "regression" | "anomaly" (yukti.vocabulary.TASKS); None: inferred by yukti.metrics.infer_task
     task: str | None = None
+    # The features of the flattened input an autoencoder's output reconstructs, [start, stop); None: all
+    # of them. An anomaly model may read more than it reconstructs (e.g. a pile-up count that only
+    # conditions the encoding); its score compares the output with this slice of the input.
+    reconstructs: tuple[int, int] | None = None
     _onnx_bytes: bytes | None = field(default=None, repr=False)
     _onnx_error: str | None = field(default=None, repr=False)
     _hash: str | None = field(default=None, repr=False)
@@ -235,17 +240,33 @@ def load(
     output_names: Sequence[str] | None = None,
     opset: int = DEFAULT_OPSET,
     task: str | None = None,
+    reconstructs: tuple[int, int] | None = None,
 ) -> Model:
     """Load a trained network: an ONNX path/bytes/ModelProto, a torch.nn.Module plus an example
     input, or a Keras model. `task` ("classification", "regression" or "anomaly") says which
-    fidelity and physics metrics apply; without it Yukti infers it (yukti.metrics.infer_task)."""
-    if task is not None:
-        from yukti.vocabulary import TASKS
+    fidelity and physics metrics apply; without it Yukti infers it (yukti.metrics.infer_task).
+    `reconstructs=(start, stop)`: an autoencoder whose output reconstructs only those features of its
+    flattened input (task "anomaly"; the score compares the output with that slice)."""
+    if task is not None or reconstructs is not None:
+        from yukti.vocabulary import ANOMALY, TASKS
 
-        if task not in TASKS:
+        if task is not None and task not in TASKS:
             raise InputError(f"task must be one of {sorted(TASKS)}; got {task!r}")
+        if reconstructs is not None:
+            if task not in (None, ANOMALY):
+                raise InputError(f"reconstructs= describes an autoencoder (task 'anomaly'); got task {task!r}")
+            span = tuple(reconstructs) if isinstance(reconstructs, (tuple, list)) else ()
+            if len(span) != 2 or not all(isinstance(v, int) for v in span) or not 0 <= span[0] < span[1]:
+                raise InputError(f"reconstructs= must be (start, stop) with 0 <= start < stop; got {reconstructs!r}")
         model = load(source, example_input, name=name, input_names=input_names, output_names=output_names, opset=opset)
-        model.task = task
+        model.task = ANOMALY if reconstructs is not None else task
+        if reconstructs is not None:
+            width = math.prod(d or 0 for d in model.inputs[0].sample_shape)
+            out_width = math.prod(d or 0 for d in model.outputs[0].sample_shape)
+            if span[1] > width or span[1] - span[0] != out_width:
+                raise InputError(f"reconstructs={span}: the output has {out_width} features per sample and the input "
+                                 f"{width}; the span must lie in the input and match the output")
+            model.reconstructs = span
         return model
     if isinstance(source, Model):
         return source

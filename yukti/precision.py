@@ -171,7 +171,7 @@ def scan(model: Any, precisions: Iterable[Any] | None = None, *, bits: Iterable[
     dataset, arrays = resolve_data(model, data, n_samples, target=target)
     if dataset is not None and signal is not None:
         dataset = dataset.with_signal(signal)
-    baseline = _Baseline(task, arrays, reference_outputs(model, arrays), dataset)
+    baseline = _Baseline(task, arrays, reference_outputs(model, arrays), dataset, reconstructs=model.reconstructs)
     reference_auc = baseline.quality.get("auc")
     scan_id = uuid.uuid4().hex[:12]
     env = environment.fingerprint()

@@ -39,6 +39,13 @@ class ZooSpec:
     standardize: bool
     recipe_version: int = 1  # bump when the recipe changes: it is part of the cache key
     framework: str = "torch"  # "torch" or "keras": picks the trainer
+    # An autoencoder: trained to reconstruct these input features [start, stop) (mean squared error)
+    # on the background class only, scored by its reconstruction error. None: a classifier (NLL).
+    reconstructs: tuple[int, int] | None = None
+    # The fixed-point settings this model's firmware is built with (hls4ml/fixed options), where
+    # hls4ml's default ap_fixed<16,6> (truncate, wrap) does not compute the same function: a
+    # DeepSets' mean sums 16 particles and wraps. In model.meta["fixed_point"]; None: the default.
+    fixed_point: dict[str, Any] | None = None
 
 
 # -- architectures ---------------------------------------------------------------------------------
@@ -92,6 +99,113 @@ def _mdt_conv1d() -> Any:
     return keras.Model(inputs, outputs, name="mdt_conv1d")
 
 
+class _DeepSets:
+    """Per-particle MLP (phi), mean over the particles, MLP (rho), softmax: the DeepSets jet tagger
+    of the hls4ml constituent-level tutorials, on (constituents, features) inputs."""
+
+    @staticmethod
+    def torch() -> Any:
+        import torch.nn as nn
+
+        class DeepSets(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.phi = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU())
+                self.rho = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 5), nn.Softmax(dim=1))
+
+            def forward(self, x: Any) -> Any:
+                return self.rho(self.phi(x).mean(dim=1))
+
+        return DeepSets()
+
+    @staticmethod
+    def keras() -> Any:
+        import keras
+
+        # Dense on (constituents, features) acts per particle; GlobalAveragePooling1D is the mean
+        # over the particles: both layers hls4ml converts from Keras.
+        inputs = keras.Input((16, 3), name="constituents")
+        x = keras.layers.Dense(32, activation="relu", name="phi_1")(inputs)
+        x = keras.layers.Dense(32, activation="relu", name="phi_2")(x)
+        x = keras.layers.GlobalAveragePooling1D(name="mean")(x)
+        x = keras.layers.Dense(32, activation="relu", name="rho_1")(x)
+        outputs = keras.layers.Dense(5, activation="softmax", name="output")(x)
+        return keras.Model(inputs, outputs, name="jet_deepsets_keras")
+
+
+def _jet_transformer() -> Any:
+    """One encoder block on the constituents: embedding, 2-head self-attention with the padded
+    particles masked, residual + LayerNorm, GELU feed-forward, residual + LayerNorm, mean pooling,
+    softmax; written out (not nn.MultiheadAttention) as particle-transformer code usually is, so the
+    ONNX form has torch's reshape arithmetic around the attention, Where/Equal for the mask and Erf."""
+    import torch
+    import torch.nn as nn
+
+    class SelfAttention(nn.Module):
+        def __init__(self, dim: int, heads: int) -> None:
+            super().__init__()
+            self.heads, self.scale = heads, (dim // heads) ** -0.5
+            self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+        def forward(self, x: Any, padded: Any) -> Any:
+            b, n, d = x.shape
+            q, k, v = (t.reshape(b, n, self.heads, d // self.heads).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+            scores = (q @ k.transpose(-2, -1)) * self.scale
+            scores = scores.masked_fill(padded[:, None, None, :], -1e4)
+            y = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, d)
+            return self.out(y)
+
+    class Transformer(nn.Module):
+        def __init__(self, features: int = 3, dim: int = 16, heads: int = 2, classes: int = 5) -> None:
+            super().__init__()
+            self.embed = nn.Linear(features, dim)
+            self.attention = SelfAttention(dim, heads)
+            self.norm_1, self.norm_2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.feed_forward = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+            self.head = nn.Linear(dim, classes)
+
+        def forward(self, x: Any) -> Any:
+            padded = x[:, :, 0] == 0  # zero-padded particles (pT fraction 0) attend to nothing
+            h = self.embed(x)
+            h = self.norm_1(h + self.attention(h, padded))
+            h = self.norm_2(h + self.feed_forward(h))
+            return torch.softmax(self.head(h.mean(dim=1)), dim=1)
+
+    return Transformer()
+
+
+def _jet_fusion() -> Any:
+    """A two-input tagger: the jet's summary features (6) through a dense branch, its constituents
+    (16 x 3) through a DeepSets branch (per-particle MLP, mean), concatenated, MLP, softmax."""
+    import torch
+    import torch.nn as nn
+
+    class JetFusion(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.jet = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+            self.phi = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+            self.head = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 5), nn.Softmax(dim=1))
+
+        def forward(self, jet: Any, constituents: Any) -> Any:
+            return self.head(torch.cat([self.jet(jet), self.phi(constituents).mean(dim=1)], dim=1))
+
+    return JetFusion()
+
+
+def _two_input_jets() -> datasets.Dataset:
+    return datasets.constituents_synthetic(jet_features=True)
+
+
+def _fad_autoencoder() -> Any:
+    import torch.nn as nn
+
+    # 77 inputs (19 objects x 4 features + the pile-up count), 76 outputs: the objects are
+    # reconstructed, the pile-up count only conditions the encoding (yukti.zoo: reconstructs).
+    return nn.Sequential(nn.Linear(77, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                         nn.Linear(32, 76))
+
+
 SPECS: dict[str, ZooSpec] = {
     "jet_dnn": ZooSpec(
         "jet_dnn", "jet tagger 16-64-32-32-5 (ReLU, softmax) of the hls4ml tutorial, on jets_synthetic",
@@ -111,6 +225,36 @@ SPECS: dict[str, ZooSpec] = {
                       "Keras, on mdt_hits_synthetic",
         datasets.mdt_hits_synthetic, _mdt_conv1d, epochs=6, batch_size=128, learning_rate=3e-3, standardize=False,
         framework="keras",
+    ),
+    "jet_deepsets": ZooSpec(
+        "jet_deepsets", "DeepSets jet tagger on 16 constituents x (pT fraction, eta, phi relative to the jet): "
+                        "per-particle MLP, mean, MLP, softmax; on constituents_synthetic",
+        datasets.constituents_synthetic, _DeepSets.torch, epochs=20, batch_size=256, learning_rate=3e-3, standardize=False,
+        fixed_point={"precision": "ap_fixed<16,6,AP_RND,AP_SAT>"},
+    ),
+    "jet_deepsets_keras": ZooSpec(
+        "jet_deepsets_keras", "jet_deepsets' Keras-trained twin (Dense per particle, GlobalAveragePooling1D: what hls4ml "
+                              "converts from Keras), on constituents_synthetic",
+        datasets.constituents_synthetic, _DeepSets.keras, epochs=20, batch_size=256, learning_rate=3e-3, standardize=False,
+        fixed_point={"precision": "ap_fixed<16,6,AP_RND,AP_SAT>"},
+        framework="keras",
+    ),
+    "jet_transformer": ZooSpec(
+        "jet_transformer", "particle transformer, one encoder block (embedding 16, 2-head self-attention with padded "
+                           "particles masked, LayerNorm, GELU feed-forward), mean pooling, softmax; on constituents_synthetic",
+        datasets.constituents_synthetic, _jet_transformer, epochs=8, batch_size=256, learning_rate=3e-3, standardize=False,
+    ),
+    "jet_fusion": ZooSpec(
+        "jet_fusion", "two-input jet tagger: jet summary features (6, dense branch) + 16 constituents x 3 (DeepSets "
+                      "branch), concatenated, softmax; on constituents_synthetic_two_input",
+        _two_input_jets, _jet_fusion, epochs=15, batch_size=256, learning_rate=3e-3, standardize=False,
+        fixed_point={"precision": "ap_fixed<16,6,AP_RND,AP_SAT>"},
+    ),
+    "fad_autoencoder": ZooSpec(
+        "fad_autoencoder", "dense autoencoder 77-32-32-32-76 for L1 anomaly detection, trained on standard-model events "
+                           "only; anomaly score = reconstruction error of the 76 object features; on l1_events_synthetic",
+        datasets.l1_events_synthetic, _fad_autoencoder, epochs=30, batch_size=256, learning_rate=2e-3, standardize=True,
+        reconstructs=(0, 76),
     ),
 }
 
@@ -141,9 +285,21 @@ class _TorchTrainer:
             torch.manual_seed(seed)
             module = spec.build()
             optimiser = torch.optim.Adam(module.parameters(), lr=spec.learning_rate)
-            X, y = torch.from_numpy(train.X), torch.from_numpy(train.y)
-            # Softmax is part of the deployed model; train on log-probabilities of its output.
-            loss_fn = torch.nn.NLLLoss()
+            # every model input (a two-input model trains on both); X is the first
+            arrays = [torch.from_numpy(a) for a in (train.inputs or (train.X,))]
+            X, y = arrays[0], torch.from_numpy(train.y)
+            if spec.reconstructs is None:
+                # Softmax is part of the deployed model; train on log-probabilities of its output.
+                nll = torch.nn.NLLLoss()
+
+                def loss_fn(inputs: list[Any], labels: Any) -> Any:
+                    return nll(torch.log(module(*inputs).clamp_min(1e-12)), labels)
+            else:
+                first, last = spec.reconstructs
+                mse = torch.nn.MSELoss()
+
+                def loss_fn(inputs: list[Any], labels: Any) -> Any:
+                    return mse(module(*inputs), inputs[0].flatten(1)[:, first:last])
             history = []
             for _ in range(spec.epochs):
                 order = torch.randperm(len(X), generator=generator)
@@ -151,7 +307,7 @@ class _TorchTrainer:
                 for start in range(0, len(X), spec.batch_size):
                     index = order[start:start + spec.batch_size]
                     optimiser.zero_grad()
-                    loss = loss_fn(torch.log(module(X[index]).clamp_min(1e-12)), y[index])
+                    loss = loss_fn([a[index] for a in arrays], y[index])
                     loss.backward()
                     optimiser.step()
                     total += loss.detach().item() * len(index)
@@ -163,7 +319,9 @@ class _TorchTrainer:
 
         from yukti.model import from_torch
 
-        model = from_torch(module, torch.from_numpy(train.X[:1]), name=spec.name)
+        examples = tuple(a[:1] for a in arrays)
+        model = from_torch(module, examples if len(examples) > 1 else examples[0], name=spec.name,
+                           input_names=train.meta.get("input_names"))
         (out / "model.onnx").write_bytes(model.onnx_bytes)
         torch.save(module.state_dict(), out / "weights.pt")
         return {"loss_per_epoch": history}
@@ -333,6 +491,8 @@ def _preprocess(spec: ZooSpec, data: datasets.Dataset, stats: dict[str, list[flo
 
 def _train_into(spec: ZooSpec, seed: int, out: Path) -> None:
     train, _ = spec.dataset().split(test_fraction=0.25, seed=seed)
+    if spec.reconstructs is not None:  # an autoencoder learns what the background looks like
+        train = train.subset(train.y != train.signal_class)
     stats = {"mean": train.X.mean(axis=0).tolist(), "std": (train.X.std(axis=0) + 1e-6).tolist()} if spec.standardize else None
     train = _preprocess(spec, train, stats)
     started = time.perf_counter()
@@ -346,5 +506,9 @@ def _assemble(spec: ZooSpec, path: Path, seed: int) -> Model:
     model = _TRAINERS[spec.framework].load(spec, path)
     _, test = spec.dataset().split(test_fraction=0.25, seed=seed)
     model.data = _preprocess(spec, test, record["stats"])
+    if spec.reconstructs is not None:
+        model.task, model.reconstructs = "anomaly", spec.reconstructs
+    if spec.fixed_point is not None:
+        model.meta["fixed_point"] = dict(spec.fixed_point)
     model.meta.update({"zoo": spec.name, "description": spec.description, "training": record, "artifact": str(path)})
     return model

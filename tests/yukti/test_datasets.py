@@ -345,7 +345,7 @@ def test_load_table_and_names(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match="no_such_dataset"):
         datasets.load("no_such_dataset")
     assert datasets.names() == sorted(["jets_synthetic", "lhc_jets", "magic", "pixel_clusters_synthetic", "mdt_hits_synthetic",
-                                       "constituents_synthetic", "hls4ml_jets_150p"])
+                                       "constituents_synthetic", "hls4ml_jets_150p", "l1_events_synthetic"])
 
 
 def test_mdt_hits_are_chamber_shaped_and_muons_cross_every_layer() -> None:
@@ -488,3 +488,39 @@ def test_the_hls4ml_files_are_found_in_the_data_folder(tmp_path: Path, monkeypat
     (tmp_path / "hls4ml_jets_150p").mkdir()
     _write_hls4ml_file(tmp_path / "hls4ml_jets_150p" / "a.h5", full.X, full.y)
     assert datasets.load("hls4ml_jets_150p").X.shape == (30, 16, 3)
+
+
+def test_the_two_input_form_summarises_every_particle() -> None:
+    full = datasets.constituents_synthetic(n_samples=300, n_constituents=150, features=datasets.PARTICLE_FEATURES, seed=4)
+    two = datasets.constituents_synthetic(n_samples=300, n_constituents=16, seed=4, jet_features=True)
+    jet, constituents = two.inputs
+    assert jet.shape == (300, len(datasets.JET_SUMMARY_FEATURES)) and constituents.shape == (300, 16, 3)
+    assert two.X is jet or np.array_equal(two.X, jet)  # X is the first input
+    assert two.meta["input_names"] == ("jet", "constituents")
+    # the summary reads all 150 particles, not only the 16 kept: recompute two of its features by hand
+    table = full.X.astype(np.float64)
+    col = {name: table[:, :, k] for k, name in enumerate(datasets.PARTICLE_FEATURES)}
+    px, py, pz, e = (col[f"j1_{q}"].sum(axis=1) for q in ("px", "py", "pz", "e"))
+    mass_over_pt = np.sqrt(np.maximum(e ** 2 - px ** 2 - py ** 2 - pz ** 2, 0)) / np.hypot(px, py)
+    np.testing.assert_allclose(jet[:, 0], mass_over_pt, rtol=1e-3)
+    np.testing.assert_allclose(jet[:, 1], np.log1p((col["j1_e"] > 0).sum(axis=1)), rtol=1e-6)
+    # three-prong tops are heavier than one-prong quarks
+    assert jet[two.y == 4, 0].mean() > 1.5 * jet[two.y == 1, 0].mean()
+    test = two.split(seed=1)[1]
+    assert len(test.inputs[0]) == len(test.inputs[1]) == len(test.y)
+
+
+def test_l1_events_have_19_objects_and_anomalies_differ() -> None:
+    data = datasets.l1_events_synthetic(n_samples=4000, seed=2)
+    assert data.X.shape == (4000, 77) and data.synthetic and data.signal_name == "anomalous"
+    assert data.feature_names[-1] == "n_pileup" and data.meta["reconstructed_features"] == [0, 76]
+    present = data.X[:, 3:76:4]
+    pt = data.X[:, 0:76:4]
+    assert ((present == 0) <= (pt == 0)).all()  # an absent object has no pT
+    assert set(np.unique(present)) <= {0.0, 1.0}
+    anomalous, normal = data.y == 1, data.y == 0
+    assert 0.1 < anomalous.mean() < 0.3
+    # harder events: summed log pT is larger for the anomalous mixture
+    assert pt[anomalous].sum(axis=1).mean() > pt[normal].sum(axis=1).mean()
+    again = datasets.l1_events_synthetic(n_samples=4000, seed=2)
+    np.testing.assert_array_equal(again.X, data.X)

@@ -99,5 +99,60 @@ def test_jet_dnn_keras_training_is_deterministic_and_cached(jet_dnn_keras, tmp_p
 
 
 def test_zoo_lists_every_framework():
-    assert {"jet_dnn", "jet_dnn_keras", "cluster_cnn"} <= set(yukti.zoo.names())
+    assert {"jet_dnn", "jet_dnn_keras", "cluster_cnn", "mdt_conv1d", "jet_deepsets", "jet_deepsets_keras", "jet_transformer",
+            "jet_fusion", "fad_autoencoder"} <= set(yukti.zoo.names())
+
+
+# -- constituent-level taggers, a two-input tagger, an autoencoder ------------------------------------
+
+
+def test_jet_deepsets_pools_over_particles(jet_deepsets):
+    assert jet_deepsets.inputs[0].shape == (None, 16, 3) and jet_deepsets.outputs[0].shape == (None, 5)
+    assert "ReduceMean" in jet_deepsets.op_types and jet_deepsets.data.synthetic
+    x = jet_deepsets.data.X[:500]
+    probs = yukti.runner("onnxruntime", jet_deepsets)(x)
+    assert (probs.argmax(1) == jet_deepsets.data.y[:500]).mean() > 0.5  # five classes: chance is 0.2
+    # a set function: permuting the particles changes nothing
+    shuffled = yukti.runner("onnxruntime", jet_deepsets)(x[:, np.random.default_rng(0).permutation(16)])
+    np.testing.assert_allclose(shuffled, probs, atol=1e-5)
+    assert jet_deepsets.meta["fixed_point"]["precision"].startswith("ap_fixed<16,6")
+
+
+def test_jet_transformer_attends_and_masks(jet_transformer):
+    ops = set(jet_transformer.op_types)
+    assert {"LayerNormalization", "Softmax", "Where", "Equal", "Erf"} <= ops
+    # attention: a MatMul whose two operands are both computed (q @ k^T), not weights
+    inits = {i.name for i in jet_transformer.onnx.graph.initializer}
+    constants = {o for n in jet_transformer.onnx.graph.node if n.op_type == "Constant" for o in n.output} | inits
+    assert any(n.op_type == "MatMul" and not set(n.input) & constants for n in jet_transformer.onnx.graph.node)
+    x = jet_transformer.data.X[:500]
+    probs = yukti.runner("onnxruntime", jet_transformer)(x)
+    assert (probs.argmax(1) == jet_transformer.data.y[:500]).mean() > 0.5
+    assert jet_transformer.data.X[:, :, 0].min() == 0  # zero-padded particles, which the mask hides from attention
+
+
+def test_jet_fusion_takes_two_inputs():
+    model = yukti.zoo.get("jet_fusion")
+    assert [i.name for i in model.inputs] == ["jet", "constituents"]
+    assert [i.shape for i in model.inputs] == [(None, 6), (None, 16, 3)]
+    jet, constituents = model.data.inputs
+    probs = yukti.runner("onnxruntime", model)({"jet": jet[:500], "constituents": constituents[:500]})
+    assert (probs.argmax(1) == model.data.y[:500]).mean() > 0.5
+
+
+def test_fad_autoencoder_scores_anomalies():
+    from yukti import metrics
+
+    model = yukti.zoo.get("fad_autoencoder")
+    assert model.inputs[0].shape == (None, 77) and model.outputs[0].shape == (None, 76)
+    assert model.task == "anomaly" and model.reconstructs == (0, 76) and metrics.infer_task(model) == "anomaly"
+    losses = model.meta["training"]["loss_per_epoch"]
+    assert losses[-1] < 0.6 * losses[0]
+    x = model.data.X[:4000]
+    score = metrics.anomaly_score(yukti.runner("onnxruntime", model)(x), metrics.reconstruction_target(model, x))
+    assert metrics.roc_summary(score, model.data.y[:4000] == model.data.signal_class)["auc"] > 0.7
+    result = yukti.benchmark(model, backends=["onnxruntime"], batch_sizes=[64], store=False,
+                             policy=yukti.TimingPolicy(time_budget_s=0.02, min_calls=3, warmup_calls=1, warmup_s=0.0))
+    row = result.iloc[0]
+    assert row["task"] == "anomaly" and row["auc"] > 0.7
     assert "Keras" in yukti.zoo.describe()["jet_dnn_keras"]

@@ -133,3 +133,32 @@ def test_cli_bench_reads_a_table_with_its_target(capsys, tmp_path, jets):
     assert code == 0, capsys.readouterr().out
     row = json.loads(target.read_text())[0]
     assert row["dataset"] == "jets" and row["n_samples"] == len(X) and row["auc"] > 0.5
+
+
+@pytest.mark.slow
+def test_a_two_input_tagger_is_benchmarked_end_to_end_on_every_backend(isolated_yukti_dirs):
+    """jet summary + constituents as two inputs (zoo jet_fusion), its data given as ({name: array}, y),
+    on every available backend that does not refuse it by design: each row measured and as good as the
+    reference (fixed point at the model's declared firmware precision)."""
+    model = yukti.zoo.get("jet_fusion")
+    jet, constituents = model.data.inputs
+    data = ({"constituents": constituents[:1200], "jet": jet[:1200]}, model.data.y[:1200])  # any order: by name
+    backends = []
+    for info in yukti.backends():
+        support = yukti.runner_class(info.name).supports(model) if info.available else None
+        if support:
+            backends.append(info.name)
+        elif support is not None:
+            assert support.by_design, f"{info.name} refuses the two-input tagger: {support.describe()}"
+    assert {"cpp", "onnxruntime", "reference", "torch"} <= set(backends)
+    options = {b: model.meta["fixed_point"] for b in backends if yukti.runner_class(b).fixed_point}
+    frame = yukti.benchmark(model, data=data, backends=backends, options=options, batch_sizes=[1, 64], store=False,
+                            policy=yukti.TimingPolicy(time_budget_s=0.02, min_calls=3, warmup_calls=1, warmup_s=0.0))
+    assert set(frame["backend"]) == set(backends) and (frame["status"] == "ok").all(), frame[["backend", "status"]]
+    assert (frame["n_samples"] == 1200).all()
+    reference_auc = frame["reference_auc"].iloc[0]
+    for row in frame.itertuples():
+        if yukti.runner_class(row.backend).fixed_point:
+            assert row.argmax_agreement >= 0.95 and row.auc > reference_auc - 0.02, row
+        else:
+            assert row.argmax_agreement == 1.0 and abs(row.auc - reference_auc) < 1e-4, row

@@ -87,6 +87,8 @@ class Source:
     n_outputs: int
     input_sizes: tuple[int, ...]
     output_sizes: tuple[int, ...]
+    # per-sample output shapes as the IR inferred them (the model file may leave dims unnamed)
+    output_shapes: tuple[tuple[int, ...], ...] = ()
 
 
 FUSIBLE_PRODUCERS = {"Gemm", "MatMul", "Conv"}
@@ -117,7 +119,7 @@ def fuse_activations(graph: ir.Graph) -> ir.Graph:
         if id(node) in absorbed:
             continue
         fused.append(replaced.get(id(node), node))
-    return ir.Graph(graph.inputs, graph.outputs, graph.values, fused, graph.opset)
+    return ir.Graph(graph.inputs, graph.outputs, graph.values, fused, graph.opset, graph.non_float_outputs)
 
 
 def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True,
@@ -173,6 +175,13 @@ def generate(graph: ir.Graph, *, prefix: str = "", fuse: bool = True,
                 f"cpp: generated code would pass {limits.MAX_GENERATED_SOURCE_BYTES:,} bytes at node {node.name} ({node.op}): "
                 f"{body_bytes:,} bytes of code and up to {weight_bytes:,} of weights (yukti.limits.MAX_GENERATED_SOURCE_BYTES); "
                 "a network this large is better served by onnxruntime or torch_aot")
+
+    for name in graph.outputs:
+        if name in graph.non_float_outputs:  # bools are computed as 0/1 floats (ops/logical.py), but not returned so
+            producer = next((n for n in graph.nodes if name in n.outputs), None)
+            where = f" (node {producer.name}, {producer.op})" if producer else ""
+            raise UnsupportedModelError(f"cpp: graph output {name!r}{where} is {graph.non_float_outputs[name]}; "
+                                        "generated C++ returns float32 outputs only")
 
     weights = []
     for ident, (_, flat) in ctx.constants.items():
@@ -306,7 +315,8 @@ extern "C" void {prefix}time_infer(const float* const* in, float* const* out, in
 """
     for text in (header, source):
         check_source_text(text)
-    return Source(header, source, tile, arena, len(graph.inputs), len(graph.outputs), in_sizes, out_sizes)
+    return Source(header, source, tile, arena, len(graph.inputs), len(graph.outputs), in_sizes, out_sizes,
+                  tuple(tuple(int(d) for d in graph.values[n].shape) for n in graph.outputs))
 
 
 class _Generated:

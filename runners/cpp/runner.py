@@ -88,10 +88,11 @@ class CppRunner(Runner):
         self._fast = None
         if self._bridge is not None and len(model.inputs) == 1 and len(model.outputs) == 1 and model.inputs[0].shape[0] is None:
             address_used = self._checked_address if self._check_finite else self._infer_address
-            self._fast = (np.dtype(np.float32), model.inputs[0].shape[1:], model.outputs[0].shape[1:], address_used)
+            self._fast = (np.dtype(np.float32), model.inputs[0].shape[1:], source.output_shapes[0], address_used)
         self._in_array_type = ctypes.c_void_p * source.n_inputs
         self._out_array_type = ctypes.c_void_p * source.n_outputs
-        self._out_shapes = [spec.shape[1:] for spec in model.outputs]
+        # from the IR, not the model's declared outputs: a file may leave an output dim unnamed
+        self._out_shapes = list(source.output_shapes)
         return {
             "artifact_path": str(entry.path), "artifact_bytes": (entry.path / "model.so").stat().st_size,
             # the compiler's seconds, by this process or, on a cache hit, by the one that built it

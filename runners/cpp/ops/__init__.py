@@ -58,3 +58,4 @@ def supported_ops() -> set[str]:
 
 # Register the emitters (imported for their side effect).
 from yukti.runners.cpp.ops import elementwise, gemm, softmax, shape, transpose, concat, reduce, conv, pool, batchnorm  # noqa: E402,F401
+from yukti.runners.cpp.ops import logical, indexing, layernorm  # noqa: E402,F401

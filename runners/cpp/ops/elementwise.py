@@ -1,5 +1,5 @@
-"""Elementwise operators: activations (Relu, LeakyRelu, Elu, Sigmoid, Tanh, Clip, ...) and binary
-arithmetic with ONNX (numpy) broadcasting (Add, Sub, Mul, Div)."""
+"""Elementwise operators: activations (Relu, LeakyRelu, Elu, Sigmoid, Tanh, Clip, Erf, Gelu, ...) and
+binary arithmetic with ONNX (numpy) broadcasting (Add, Sub, Mul, Div)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,23 @@ def emit_sqrt(node: ir.Node, ctx: EmitContext) -> str:
     return _unary(node, ctx, "std::sqrt(v)")
 
 
+@emits("Erf")
+def emit_erf(node: ir.Node, ctx: EmitContext) -> str:
+    # std::erf (the C library's, correctly rounded to about 1 ulp): no approximation of ours whose
+    # accuracy or evaluation order -ffast-math could change.
+    return _unary(node, ctx, "std::erf(v)")
+
+
+@emits("Gelu")
+def emit_gelu(node: ir.Node, ctx: EmitContext) -> str:
+    approximate = node.attr("approximate", "none")
+    if approximate == "none":  # 0.5 x (1 + erf(x / sqrt 2))
+        return _unary(node, ctx, f"0.5f * v * (1.0f + std::erf(v * {c_float(1 / np.sqrt(2))}))")
+    if approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
+        return _unary(node, ctx, f"0.5f * v * (1.0f + std::tanh({c_float(np.sqrt(2 / np.pi))} * (v + {c_float(0.044715)} * v * v * v)))")
+    raise unsupported(node, f"approximate={approximate!r} (ONNX knows 'none' and 'tanh')")
+
+
 @emits("Clip")
 def emit_clip(node: ir.Node, ctx: EmitContext) -> str:
     low, high = node.attr("min"), node.attr("max")  # opset < 11 attributes
@@ -115,8 +132,10 @@ def emit_binary(node: ir.Node, ctx: EmitContext) -> str:
         value = ctx.value(name)
         if value.batched:
             shape = value.shape
-            if len(shape) > len(out_shape):
-                raise unsupported(node, f"input {name} has more dimensions than the output")
+            if len(shape) != len(out_shape):
+                # numpy aligns dims from the right: this input's batch axis would meet another axis
+                raise unsupported(node, f"input {name} {value.full_shape} and the output {ctx.value(y).full_shape} differ in rank; "
+                                        "their batch axes would not line up")
             operands.append((ctx.ptr(name), value.size, _strides(shape, out_shape)))
         else:
             array = np.asarray(value.const, dtype=np.float32)

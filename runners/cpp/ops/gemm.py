@@ -1,5 +1,8 @@
 """Gemm and MatMul with a constant right-hand side: y = x W + b.
 
+A MatMul whose right operand is an activation, or a constant that is not a matrix (or vector), is
+numpy's batched matmul and goes to ops/matmul.py; this kernel stays for weight matrices.
+
 Weights are stored transposed to (K, N) so the inner loop is an axpy over the N outputs: it
 vectorizes without -ffast-math (no floating-point reduction to reorder), and a tile of samples
 reuses W from L1. alpha and beta are folded into W and b at generation time.
@@ -12,6 +15,7 @@ import numpy as np
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
 from yukti.runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp.ops.matmul import emit_batched_matmul
 
 
 LANES = 8  # floats per vector (AVX2); GCC/Clang split it on narrower ISAs, so the code stays portable
@@ -129,6 +133,9 @@ def emit_gemm(node: ir.Node, ctx: EmitContext) -> str:
     weight = (np.float32(node.attr("alpha", 1.0)) * weight).astype(np.float32)
     n = weight.shape[1]
     bias = None
+    shape = ctx.value(a).shape
+    # one row per sample, or k when the IR keeps a [batch*k, K] input as [batch, k, K] (ir._rows_node)
+    rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
     if len(node.inputs) > 2 and node.inputs[2]:
         if ctx.value(node.inputs[2]).batched:
             raise unsupported(node, "C must be a constant (a bias)")
@@ -136,19 +143,17 @@ def emit_gemm(node: ir.Node, ctx: EmitContext) -> str:
         if c.ndim == 2 and c.shape[0] != 1:
             raise unsupported(node, f"C of shape {c.shape} varies over the batch")
         bias = (np.float32(node.attr("beta", 1.0)) * np.broadcast_to(c.reshape(-1) if c.ndim == 2 else c, (n,))).astype(np.float32)
-    return _dense(ctx, node, a, node.outputs[0], weight, bias, rows=1)
+    return _dense(ctx, node, a, node.outputs[0], weight, bias, rows=rows)
 
 
 @emits("MatMul")
 def emit_matmul(node: ir.Node, ctx: EmitContext) -> str:
     a, b = node.inputs
-    if ctx.value(b).batched:
-        raise unsupported(node, "the right operand must be a constant matrix (activation x activation is not supported)")
-    weight = np.asarray(ctx.const_value(b), np.float32)
-    if weight.ndim != 2:
-        raise unsupported(node, f"the constant operand must be 2-D; got shape {weight.shape}")
     shape = ctx.value(a).shape
-    if not shape:
-        raise unsupported(node, "the left operand needs a feature axis")
+    if not ctx.value(a).batched or ctx.value(b).batched or ctx.value(b).const.ndim not in (1, 2) or not shape:
+        return emit_batched_matmul(node, ctx)  # numpy's batched matmul (two activations, stacks of matrices)
+    weight = np.asarray(ctx.const_value(b), np.float32)
+    if weight.ndim == 1:  # x @ v: one output column, dropped from the shape (which the IR already did)
+        weight = weight.reshape(-1, 1)
     rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
     return _dense(ctx, node, a, node.outputs[0], weight, None, rows=rows)

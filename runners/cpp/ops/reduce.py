@@ -1,4 +1,4 @@
-"""ReduceMean, ReduceSum, ReduceMax over per-sample axes (never the batch axis 0).
+"""ReduceMean, ReduceSum, ReduceMax, ReduceProd over per-sample axes (never the batch axis 0).
 
 Axes come from the `axes` attribute before opset 18 (ReduceSum: before 13) and from a constant
 second input after; keepdims and noop_with_empty_axes as in ONNX. The input is read once in
@@ -14,7 +14,7 @@ from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
 from yukti.runners.cpp.ops import emits, unsupported
 
-_AXES_INPUT_SINCE = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18}
+_AXES_INPUT_SINCE = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceProd": 18}
 
 
 def _axes(node: ir.Node, ctx: EmitContext, rank: int) -> list[int] | None:
@@ -38,7 +38,7 @@ def _axes(node: ir.Node, ctx: EmitContext, rank: int) -> list[int] | None:
     return sorted(set(out))
 
 
-@emits("ReduceMean", "ReduceSum", "ReduceMax")
+@emits("ReduceMean", "ReduceSum", "ReduceMax", "ReduceProd")
 def emit_reduce(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
     value = ctx.value(x)
@@ -77,6 +77,8 @@ def emit_reduce(node: ir.Node, ctx: EmitContext) -> str:
 
     if node.op == "ReduceMax":
         init, update = "-__builtin_huge_valf()", "{t} = (v > {t} || v != v) ? v : {t};"
+    elif node.op == "ReduceProd":
+        init, update = "1.0f", "{t} *= v;"
     else:
         init, update = "0.0f", "{t} += v;"
     loops = "".join(f"for (int64_t i{k} = 0; i{k} < {size}; ++i{k}) " for k, (size, _) in enumerate(dims))

@@ -1,7 +1,8 @@
 """`torch_aot`: AOTInductor, the ahead-of-time compiled libtorch package CMS runs in production.
 
-`torch.export` traces the model (its original module, or the ONNX graph converted by onnx2torch)
-with a dynamic batch dimension; `torch._inductor.aoti_compile_and_package` compiles it to a `.pt2`
+`torch.export` traces the model (its original module, or the ONNX graph converted by onnx2torch
+after its shape arithmetic is folded into constants: runners/torch_common.py) with a dynamic batch
+dimension; `torch._inductor.aoti_compile_and_package` compiles it to a `.pt2`
 package in the shared artifact cache, so every later process loads it in milliseconds instead of
 compiling for ~35 s; `aoti_load_package` loads it.
 """
@@ -100,18 +101,22 @@ class TorchAOTRunner(Runner):
     def supports(cls, model: Model) -> Support:
         # Same inputs as the eager runner (module, or onnx2torch conversion); whether torch.export
         # can trace the result is in general only known by tracing, which is `prepare`'s job. One
-        # case is known without: onnx2torch turns Squeeze/Unsqueeze whose axes are an input (opset
-        # >= 13, what tf2onnx writes around every Keras Conv1D) into modules that read the axes
-        # tensor at run time, and torch.export stops there (GuardOnDataDependentSymNode).
+        # case is known without: after the shape arithmetic is folded (torch_common), an input
+        # that onnx2torch reads as a value (a Reshape target, Squeeze axes, Slice bounds...) is
+        # still computed at run time. Its module reads that tensor's values at every call, which
+        # torch.export cannot trace (a data-dependent shape).
         support = torch_common.supports(model)
         if not support or model.torch_module is not None:
             return support
-        dynamic = tuple((node.op_type, node.name or f"#{i}") for i, node in enumerate(model.onnx.graph.node)
-                        if node.op_type in ("Squeeze", "Unsqueeze") and len(node.input) > 1 and node.input[1])
+        dynamic = torch_common.runtime_values(torch_common.convertible_onnx(model))
         if dynamic:
-            return Support(False, dynamic, "onnx2torch converts Squeeze/Unsqueeze with axes given as an input into "
-                           "modules that read the axes at run time, which torch.export cannot trace "
-                           "(data-dependent shape); load the torch module itself to use torch_aot", by_design=True)
+            op, node, name = dynamic[0]
+            more = f" (and {len(dynamic) - 1} more such input(s))" if len(dynamic) > 1 else ""
+            return Support(False, tuple((op, node) for op, node, _ in dynamic),
+                           f"input {name!r} of {op} node {node!r}{more} is computed at run time, from the batch size or "
+                           "from tensor values, not from constants and fixed dimensions alone; onnx2torch's module reads "
+                           "its values at every call, which torch.export cannot trace (data-dependent shape). Load the "
+                           "torch module itself to use torch_aot", by_design=True)
         return support
 
     def _prepare(self, model: Model, *, threads: int, source: str, device: str, min_batch: int, max_batch: int) -> dict[str, Any]:

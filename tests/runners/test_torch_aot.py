@@ -185,3 +185,72 @@ def test_cuda_package_matches_reference(jet_dnn):
     assert next(jet_dnn.torch_module.parameters()).device == where  # the user's module is not moved
     x = jet_dnn.data.X[:512]
     np.testing.assert_allclose(run(x), yukti.runner("reference", jet_dnn)(x), rtol=0, atol=1e-5)
+
+
+# -- ONNX-only models: shape arithmetic folded before onnx2torch (runners/onnx_static_shapes.py) ---
+
+def _agrees_with_onnxruntime(run, model, x) -> None:
+    reference = yukti.runner("onnxruntime", model)
+    for batch in (1, 7, 256):
+        np.testing.assert_allclose(run(x[:batch]), reference(x[:batch]), rtol=0, atol=1e-5)
+
+
+def _transformer_inputs() -> np.ndarray:
+    x = np.random.default_rng(3).standard_normal((256, 16, 3)).astype(np.float32)
+    x[:, -4:, :] = 0  # padded particles, masked in the attention
+    return x
+
+
+def test_converted_transformer_reads_no_shape_from_a_tensor_and_exports():
+    """torch.export alone (no compile): the converted module has no onnx2torch module left that
+    reads a shape, axes or bounds from a tensor, and traces with a dynamic batch."""
+    from test_onnx_static_shapes import jet_transformer_onnx
+
+    from yukti.runners import torch_aot, torch_common
+
+    torch_common.import_onnx2torch()  # onnx2torch imports torchvision, which may not load here
+    from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.slice import OnnxSlice
+    from onnx2torch.node_converters.squeeze import OnnxSqueezeDynamicAxes
+    from onnx2torch.node_converters.unsqueeze import OnnxUnsqueezeDynamicAxes
+
+    model = yukti.load(jet_transformer_onnx(), name="jet_transformer_onnx")
+    assert yukti.runner_class("torch_aot").supports(model)
+    module = torch_common.module_on(model, torch_common.CONVERTED, "cpu")
+    kinds = {type(m) for m in module.modules()}
+    assert not kinds & {OnnxReshape, OnnxSlice, OnnxSqueezeDynamicAxes, OnnxUnsqueezeDynamicAxes}
+    program = torch_aot._export(model, module, torch_common.CONVERTED, "cpu", 1, 65536)
+    x = torch.from_numpy(_transformer_inputs()[:7])
+    with torch.no_grad():
+        np.testing.assert_allclose(program.module()(x).numpy(), yukti.runner("onnxruntime", model)(x.numpy()), rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_only_transformer_compiles_and_agrees():
+    from test_onnx_static_shapes import jet_transformer_onnx
+
+    model = yukti.load(jet_transformer_onnx(), name="jet_transformer_onnx")
+    run = yukti.runner("torch_aot", model)
+    assert run.info["module_from"] == "onnx2torch"
+    assert (run.info["min_batch"], run.info["max_batch"]) == (1, 65536)
+    _agrees_with_onnxruntime(run, model, _transformer_inputs())
+
+
+@pytest.mark.slow
+def test_onnx_only_tf2onnx_conv1d_agrees(mdt_conv1d):
+    # no torch module: the tf2onnx graph through onnx2torch (the same package the contract tests build)
+    run = yukti.runner("torch_aot", mdt_conv1d)
+    assert run.info["module_from"] == "onnx2torch"
+    _agrees_with_onnxruntime(run, mdt_conv1d, mdt_conv1d.data.X[:256])
+
+
+def test_shape_computed_from_the_batch_is_refused_naming_the_node():
+    from test_onnx_static_shapes import batch_squared_onnx
+
+    model = yukti.load(batch_squared_onnx(), name="batch_squared")
+    support = yukti.runner_class("torch_aot").supports(model)
+    assert not support and support.by_design
+    assert support.unsupported == (("Reshape", "flatten_by_batch"),)
+    assert "input 'target' of Reshape node 'flatten_by_batch'" in support.reason
+    assert "torch.export cannot trace" in support.reason
+    assert yukti.runner_class("torch").supports(model)  # eager torch reads it at run time, fine

@@ -22,6 +22,7 @@ PAGES = [
     st.Page("app_pages/precision.py", title="Precision", icon=":material/tune:", url_path="precision"),
     st.Page("app_pages/choose.py", title="Choose", icon=":material/check_circle:", url_path="choose"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/table:", url_path="runs"),
+    st.Page("app_pages/measure.py", title="Measure", icon=":material/play_circle:", url_path="measure"),
 ]
 
 

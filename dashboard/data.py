@@ -1,6 +1,7 @@
 """Data for the dashboard: loading the results store and asv history, the Pareto front, choosing
 from stored results (through yukti.chooser), step flags, the stored fidelity curves, the stored
-precision scans (yukti.scan) and the quick benchmark.
+precision scans (yukti.scan), the quick benchmark, and reading a model and data uploaded to the
+Measure page and measuring them.
 Metric names, labels and directions, and the derived metrics, come from yukti.vocabulary.
 
 No Streamlit here: the pages wrap these functions in `st.cache_data` / `st.cache_resource`, and the
@@ -9,16 +10,22 @@ tests call them directly.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 import yukti
-from yukti import chooser, curves, results, vocabulary
+from yukti import chooser, curves, datasets, engine, results, safe_names, vocabulary
 from yukti import precision as scan
+from yukti.datasets import Dataset
+from yukti.errors import InputError, ModelLoadError, YuktiError
 from yukti.fixed_point import FixedType, PrecisionError
 from yukti.vocabulary import METRICS
 
@@ -163,7 +170,7 @@ def snippet(model: str, backend: str, options: object = None, *, batch_size: int
     if len(opts) <= 2:
         call = f"run = yukti.runner({backend!r}, model{''.join(f', {k}={v!r}' for k, v in sorted(opts.items()))})  # prepared once, cached"
     else:  # the measured options, one per line, so the snippet stays readable
-        call = "\n".join([f"run = yukti.runner(  # prepared once, cached", f"    {backend!r}, model,",
+        call = "\n".join(["run = yukti.runner(  # prepared once, cached", f"    {backend!r}, model,",
                           *[f"    {k}={v!r}," for k, v in sorted(opts.items())], ")"])
     return "\n".join([
         "import yukti",
@@ -488,3 +495,204 @@ def quick_benchmark(backends: Sequence[str] | None = None, *, store: str | os.Pa
                             policy=yukti.TimingPolicy(**QUICK_POLICY), store=str(store_path(store)), progress=step)
     step(1.0, "done")
     return frame
+
+
+# -- measuring from the dashboard (the Measure page) ------------------------------------------------
+
+MEASURE_BATCHES = (1, 8, 64, 256, 1024, 4096)
+MEASURE_DEFAULT_BATCHES = (1, 64, 1024)
+# Backends that prepare in seconds: hls4ml, fixed and torch_aot compile when prepared (slow), and
+# timing the reference (ONNX's Python evaluator) at large batches is slow too; the user can add them.
+MEASURE_DEFAULT_BACKENDS = ("onnxruntime", "torch", "cpp")
+MEASURE_POLICY = dict(min_calls=50, warmup_calls=5, warmup_s=0.02)
+MEASURE_BUDGET_S = 0.2  # seconds per (backend, batch size): the page's default, like the quick benchmark's
+MEASURE_EVAL_SAMPLES = 20_000  # yukti.benchmark's default max_eval_samples
+UPLOAD_DATA_TYPES = ("parquet", "csv", "npz")
+NO_LABELS = "(no labels)"
+_TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
+LABEL_GUESSES = ("target", "label", "labels", "class", "y")  # the label column preselected, when a table has one
+UPLOAD_FORMS = ("a .parquet or .csv table (pick its label column, or no labels; every other numeric column is a "
+                "feature, in column order), a .npz holding an array X (and optionally labels y), or for a "
+                "multi-input model a .npz holding one array per model input name (and optionally y)")
+
+
+def upload_name(filename: str, fallback: str = "model") -> str:
+    """A safe name from an uploaded file's name: its stem as an identifier (yukti.safe_names). The
+    name of an untrusted file reaches stored results, file names and generated code."""
+    stem = re.split(r"[\\/]", filename)[-1]  # a browser may send a path; only the last part is the name
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    return safe_names.identifier(stem, fallback=fallback)
+
+
+def load_uploaded_model(filename: str, raw: bytes) -> yukti.Model:
+    """An uploaded ONNX file as a Model named after the file. A model file is untrusted: every
+    failure to read it is a ModelLoadError naming the file (the page shows it)."""
+    if not raw:
+        raise ModelLoadError(f"{filename}: the file is empty (expected a serialized ONNX model)")
+    try:
+        return yukti.load(bytes(raw), name=upload_name(filename))
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{filename}: {exc}") from None
+
+
+def model_summary(model: yukti.Model) -> str:
+    """One line naming the model's inputs and outputs with their shapes and types."""
+    inputs = "; ".join(spec.describe() for spec in model.inputs)
+    outputs = "; ".join(spec.describe() for spec in model.outputs)
+    return f"inputs {inputs} → outputs {outputs}"
+
+
+def _suffix(filename: str) -> str:
+    name = re.split(r"[\\/]", filename)[-1]
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def read_upload_table(filename: str, raw: bytes) -> pd.DataFrame:
+    """An uploaded .parquet or .csv file as a DataFrame; InputError naming the file otherwise."""
+    suffix = _suffix(filename)
+    if suffix not in _TABLE_SUFFIXES:
+        raise InputError(f"{filename} is not a table (.parquet or .csv); the Measure page reads {UPLOAD_FORMS}")
+    kind = "CSV" if suffix == ".csv" else "Parquet"
+    try:
+        return pd.read_csv(io.BytesIO(raw)) if suffix == ".csv" else pd.read_parquet(io.BytesIO(raw))
+    except Exception as exc:  # any parser error: the file is the user's, the message must say which
+        raise InputError(f"{filename} could not be read as {kind}: {type(exc).__name__}: {exc}") from None
+
+
+def default_label(columns: Sequence[object]) -> str:
+    """The label column to preselect: the first of LABEL_GUESSES a table has (any case), else NO_LABELS."""
+    by_lower = {str(c).lower(): str(c) for c in columns}
+    return next((by_lower[g] for g in LABEL_GUESSES if g in by_lower), NO_LABELS)
+
+
+def read_uploaded_data(name: str, raw_bytes: bytes, target: str | None, model: yukti.Model | None = None, *,
+                       check: bool = True) -> Dataset:
+    """Uploaded data as a Dataset: a .parquet/.csv table with `target` its label column (None or
+    NO_LABELS: unlabelled), or a .npz of X (and y) or of one array per model input (and y); read as
+    yukti.datasets reads a table (`from_frame`) and arrays (`as_dataset`). With `model` and `check`,
+    the data must fit the model (`check_fits`). Every problem is an InputError naming the forms."""
+    target = None if target in (None, "", NO_LABELS) else target
+    stem = upload_name(name, fallback="data")
+    suffix = _suffix(name)
+    if suffix in _TABLE_SUFFIXES:
+        frame = read_upload_table(name, raw_bytes)
+        if target is not None and target not in frame.columns:
+            raise InputError(f"{name}: no label column {target!r}; its columns are {[str(c) for c in frame.columns]}")
+        try:
+            dataset = datasets.from_frame(frame, target, name=stem, origin=f"uploaded table {name}")
+        except InputError:
+            raise
+        except (YuktiError, ValueError, TypeError) as exc:  # e.g. no numeric column, text in a feature
+            raise InputError(f"{exc}. The Measure page reads {UPLOAD_FORMS}") from None
+    elif suffix == ".npz":
+        dataset = _read_npz(name, raw_bytes, model, stem)
+    else:
+        raise InputError(f"{name}: files ending {suffix or '(no suffix)'} are not read here; "
+                         f"the Measure page reads {UPLOAD_FORMS}")
+    if check and model is not None:
+        check_fits(dataset, model)
+    return dataset
+
+
+def _read_npz(name: str, raw: bytes, model: yukti.Model | None, stem: str) -> Dataset:
+    try:
+        # allow_pickle=False: an object array in an uploaded file would run code when unpickled
+        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as exc:
+        raise InputError(f"{name} could not be read as .npz (numpy.savez, no object arrays): "
+                         f"{type(exc).__name__}: {exc}") from None
+    labels = arrays.pop("y", None)
+    input_names = [spec.name for spec in model.inputs] if model is not None else []
+    if set(arrays) == {"X"}:
+        features: object = arrays["X"]
+    elif input_names and set(arrays) == set(input_names):
+        features = arrays
+    else:
+        wanted = f"X, or one array per model input {input_names}," if input_names else "X"
+        raise InputError(f"{name} holds arrays {sorted([*arrays, *(['y'] if labels is not None else [])])}; expected "
+                         f"{wanted} (and optionally y). The Measure page reads {UPLOAD_FORMS}")
+    try:
+        dataset = datasets.as_dataset((features, labels) if labels is not None else features, model)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # e.g. text in X: not numbers the Dataset can hold
+        raise InputError(f"{name}: {type(exc).__name__}: {exc}. The Measure page reads {UPLOAD_FORMS}") from None
+    return replace(dataset, name=stem, description=f"uploaded {name}" + (", labels given" if labels is not None else ""))
+
+
+def check_fits(dataset: Dataset, model: yukti.Model, n_max: int = MEASURE_EVAL_SAMPLES) -> None:
+    """Raise InputError when `dataset` does not fit `model` (input count, width, dtype, non-finite
+    values): the very check yukti.benchmark makes (`yukti.engine.resolve_data`) on the samples it
+    would measure, with the data forms this page reads appended."""
+    try:
+        engine.resolve_data(model, dataset, n_max)
+    except InputError as exc:
+        names = [spec.name for spec in model.inputs]
+        raise InputError(f"{exc}. Model {model.name!r} takes {model_summary(model)}; "
+                         f"the Measure page reads {UPLOAD_FORMS} (input names: {names})") from None
+
+
+def describe_data(dataset: Dataset, model: yukti.Model | None = None) -> pd.DataFrame:
+    """What was read, as `item`, `value` text rows: the data's name, samples, the shape of one
+    sample per input (named after the model's inputs when `model` is given), and the classes
+    (index and name, as the metrics read them) with their counts, or that there are no labels."""
+    arrays = list(dataset.inputs) if dataset.inputs is not None else [dataset.X]
+    if model is not None and len(model.inputs) == len(arrays):
+        items = [f"input {spec.name!r}" for spec in model.inputs]
+    else:
+        items = ["features"] if len(arrays) == 1 else [f"input {i}" for i in range(len(arrays))]
+    rows = [("data", dataset.label), ("samples", f"{len(dataset):,}")]
+    rows += [(item, f"{tuple(a.shape[1:])} {a.dtype} per sample") for item, a in zip(items, arrays)]
+    if dataset.y is None:
+        rows.append(("labels", "none: fidelity to the reference only (no accuracy or AUC)"))
+    else:
+        counts = np.bincount(dataset.y, minlength=len(dataset.class_names)) if len(dataset.y) else []
+        signal = f"; signal class {dataset.signal_name!r}" if dataset.class_names else ""
+        rows.append(("classes", f"{len(dataset.class_names)}{signal}"))
+        rows += [(f"class {i}: {c}", f"{int(n):,}") for i, (c, n) in enumerate(zip(dataset.class_names, counts))]
+    if dataset.description:
+        rows.append(("about", dataset.description))
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def raw_data_note(model: yukti.Model, dataset: Dataset) -> str | None:
+    """A warning when a zoo model, trained on preprocessed data, is given other data: a dataset read
+    by name is raw, so its accuracy numbers are not the model's (fidelity still holds)."""
+    own = model.data
+    preprocessing = own.meta.get("preprocessing") if own is not None else None
+    if not preprocessing or dataset is own:
+        return None
+    return (f"{model.name} was trained on data {preprocessing}; {dataset.label} is read as it is, so its accuracy "
+            "and AUC are not the model's. Fidelity to the reference still holds. The model's own evaluation data "
+            "is preprocessed.")
+
+
+def measure(model: yukti.Model, dataset: Dataset | None, backends: Sequence[str], batch_sizes: Sequence[int], *,
+            time_budget_s: float = MEASURE_BUDGET_S, max_eval_samples: int = MEASURE_EVAL_SAMPLES,
+            store: str | os.PathLike | None = None, on_step: Callable[[float, str], None] | None = None) -> pd.DataFrame:
+    """yukti.benchmark of `model` on `dataset` (None: random inputs) with a short timing policy,
+    stored as one run in the dashboard's store (`store_path`); `on_step` follows each step."""
+    step = on_step or (lambda fraction, text: None)
+    policy = yukti.TimingPolicy(time_budget_s=time_budget_s, **MEASURE_POLICY)
+    frame = yukti.benchmark(model, backends=list(backends), batch_sizes=[int(b) for b in batch_sizes], data=dataset,
+                            policy=policy, max_eval_samples=int(max_eval_samples), store=str(store_path(store)),
+                            progress=step)
+    step(1.0, "done")
+    return frame
+
+
+MEASURED_COLUMNS = ("backend", "options", "batch_size", "status", "latency_p50_us", "latency_p99_us",
+                    "throughput_per_s", "argmax_agreement", "auc", "accuracy_drop", "max_abs_diff", "max_rel_error",
+                    "error")
+
+
+def measured_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows just measured, for the page: MEASURED_COLUMNS that have a value, options as text."""
+    keep = [c for c in MEASURED_COLUMNS if c in frame.columns
+            and (c in ("backend", "batch_size", "status") or frame[c].notna().any())]
+    table = frame[keep].copy()
+    if "options" in table.columns:
+        table["options"] = [options_text(o) if isinstance(o, str) else options_text(json.dumps(o, default=str))
+                            for o in table["options"]]
+    return table.reset_index(drop=True)

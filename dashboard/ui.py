@@ -17,6 +17,11 @@ def _load_results(store: str, fingerprint: tuple) -> pd.DataFrame:  # fingerprin
     return data.load_results(store)
 
 
+def forget_results() -> None:
+    """Drop the cached results: after a measurement from the page, every page reloads the store."""
+    _load_results.clear()
+
+
 def results_frame() -> pd.DataFrame:
     """The store's rows; reloaded only when a file in the store was added or changed."""
     store = str(data.store_path())
@@ -65,7 +70,7 @@ def quick_benchmark_button() -> None:
         except Exception as exc:  # show what went wrong instead of a blank page
             st.exception(exc)
             return
-        _load_results.clear()
+        forget_results()
         st.rerun()
 
 

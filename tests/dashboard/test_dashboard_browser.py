@@ -34,10 +34,13 @@ PAGES = {
     "precision": '[data-testid="stPlotlyChart"] .main-svg',
     "choose": '[data-testid="stCode"]',
     "runs": '[data-testid="stDataFrame"]',
+    # measure: nothing pressed; jet_dnn and its evaluation data are read and described, the button offered
+    "measure": '[data-testid="stButton"]',
 }
 # precision: a bounded global scan, no profile computed: four curves, the scan table's companion
 # charts (overflows per layer, the chosen type's range)
-EXPECTED_CHARTS = {"tradeoffs": 1, "throughput": 2, "history": 1, "fidelity": 2, "precision": 6, "choose": 0, "runs": 0}
+EXPECTED_CHARTS = {"tradeoffs": 1, "throughput": 2, "history": 1, "fidelity": 2, "precision": 6, "choose": 0, "runs": 0,
+                   "measure": 0}
 
 # The server is another process, so the fixture history reaches it through a sitecustomize that
 # replaces yukti.results.from_asv (asv itself is not run by these tests).
@@ -130,6 +133,9 @@ def test_every_page_renders_in_chromium(server: str, tmp_path: Path) -> None:
                 assert charts == EXPECTED_CHARTS[name], f"{name}: {charts} charts"
                 assert page.locator(".js-plotly-plot .scatterlayer .trace, .js-plotly-plot .barlayer .trace").count() \
                     >= EXPECTED_CHARTS[name], f"{name}: charts without traces"
+                if name == "measure":  # the default model's data, described before anything is measured
+                    assert page.locator('[data-testid="stDataFrame"]').count() == 1
+                    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
             # The app's root opens Trade-offs at its own address.
             page.goto(server, wait_until="domcontentloaded")
             page.wait_for_url(f"{server}/tradeoffs", timeout=60_000)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import os
@@ -168,7 +169,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     backends = [b for part in args.backends for b in part.split(",") if b] if args.backends else None
     policy = TimingPolicy(time_budget_s=args.time_budget, min_calls=args.min_calls)
     frame = benchmark(args.model, backends=backends, batch_sizes=args.batch, data=args.data, threads=args.threads,
-                      signal=args.signal, policy=policy, max_eval_samples=args.eval_samples,
+                      options=_backend_options(args.option), signal=args.signal, policy=policy, max_eval_samples=args.eval_samples,
                       store=not args.no_store, progress=not args.quiet and STDERR_IS_TERMINAL or args.progress,
                       task=args.task, time_reference=args.time_reference, target=args.target)
     first = frame.iloc[0]
@@ -187,6 +188,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             console.print(f"stored in {default_store()}", style="dim")
     return ExitCode.OK if (frame["status"].isin(["ok", "unavailable", "unsupported"])).all() else ExitCode.BACKEND_ERRORS
+
+
+def _backend_option(text: str) -> tuple[str, str, Any]:
+    """BACKEND.NAME=VALUE -> (backend, name, value); VALUE is read as JSON when it is JSON (numbers,
+    true/false, null, lists), as the text itself otherwise (ap_fixed<16,6>)."""
+    match = re.fullmatch(r"([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)=(.*)", text, flags=re.DOTALL)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected BACKEND.NAME=VALUE (e.g. fixed.precision='ap_fixed<16,6>', "
+                                         f"cpp.threads=2)")
+    backend, name, raw = match.groups()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return backend, name, value
+
+
+def _backend_options(given: list[tuple[str, str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+    options: dict[str, dict[str, Any]] = {}
+    for backend, name, value in given or ():
+        options.setdefault(backend, {})[name] = value
+    return options or None
 
 
 def _write(target: str, text: str) -> None:
@@ -492,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="time the reference backend (ONNX's Python evaluator, the accuracy baseline) too; "
                             "default: only when -b names it")
     bench.add_argument("--threads", type=POSITIVE_INT.argparse, default=1, help="threads per backend (default: 1)")
+    bench.add_argument("-o", "--option", type=_backend_option, action="append", metavar="BACKEND.NAME=VALUE",
+                       help="a backend option, repeatable: -o 'fixed.precision=ap_fixed<16,6,AP_RND,AP_SAT>' "
+                            "-o hls4ml.strategy=Resource (VALUE read as JSON when it is JSON)")
     bench.add_argument("--time-budget", type=POSITIVE_FINITE.argparse, default=1.0, help="seconds of timed calls per backend and batch size")
     bench.add_argument("--min-calls", type=POSITIVE_INT.argparse, default=100, help="minimum timed calls per backend and batch size")
     bench.add_argument("--eval-samples", type=POSITIVE_INT.argparse, default=20_000, help="samples for the accuracy comparison")

@@ -247,6 +247,9 @@ def benchmark(
     names = list(backends) if backends else registry.names()
     for name in names:
         registry.backend_info(name)  # unknown names fail before any measuring starts; broken plugins become "unavailable"
+    stray = sorted(set(options) - set(names) - {REFERENCE_BACKEND})
+    if stray:  # a typo or a backend left out would otherwise measure with the defaults, silently
+        raise InputError(f"options given for backend(s) {stray} that this run does not measure; it measures {names}")
     dataset, eval_arrays = resolve_data(model, data, max_eval_samples, target=target)
     if dataset is not None and signal is not None:
         dataset = dataset.with_signal(signal)

@@ -45,6 +45,24 @@ def test_bench_csv_to_stdout(capsys, jet_dnn):
     assert header.startswith("run_id,model,model_hash,backend")
 
 
+def test_bench_passes_backend_options(capsys, tmp_path, jet_dnn):
+    target = tmp_path / "rows.json"
+    assert main(["bench", "jet_dnn", "-b", "fixed", "onnxruntime", "--batch", "1", "-o", "fixed.precision=ap_fixed<12,5,AP_RND,AP_SAT>",
+                 "-o", "fixed.count_overflows=true", "-o", "onnxruntime.threads=1", "--time-budget", "0.02", "--min-calls", "5",
+                 "--eval-samples", "300", "--json", str(target), "--quiet", "--no-store"]) == 0
+    rows = {r["backend"]: r for r in json.loads(target.read_text())}
+    fixed = rows["fixed"]["options"]
+    fixed = json.loads(fixed) if isinstance(fixed, str) else fixed
+    assert fixed["precision"] == "ap_fixed<12,5,AP_RND,AP_SAT>" and fixed["count_overflows"] is True  # JSON true -> bool
+    assert rows["fixed"]["status"] == rows["onnxruntime"]["status"] == "ok"
+    # a misspelt backend is refused, not silently measured with the defaults
+    assert main(["bench", "jet_dnn", "-b", "fixed", "--batch", "1", "-o", "fxied.precision=ap_fixed<8,3>", "--quiet", "--no-store"]) == 2
+    assert "fxied" in capsys.readouterr().out
+    assert main(["bench", "jet_dnn", "-o", "precision"]) == 2
+    captured = capsys.readouterr()
+    assert "BACKEND.NAME=VALUE" in captured.err + captured.out
+
+
 def test_results_shows_stored_runs(capsys, jet_dnn):
     main(["bench", "jet_dnn", "-b", "onnxruntime", "--batch", "1", "--time-budget", "0.02", "--min-calls", "5", "--eval-samples", "100", "--quiet"])
     capsys.readouterr()

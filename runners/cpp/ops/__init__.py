@@ -39,6 +39,15 @@ def unsupported(node: ir.Node, why: str) -> UnsupportedModelError:
     return UnsupportedModelError(f"cpp: {node.op} node {node.name!r}: {why}")
 
 
+def per_sample_shape(node: ir.Node, ctx: EmitContext, doing: str) -> tuple[int, ...]:
+    """The per-sample shape of the node's first input, which must be batched: the IR folds an
+    operator on constants, so a constant reaching an emitter is a bug worth naming."""
+    value = ctx.value(node.inputs[0])
+    if not value.batched:
+        raise unsupported(node, f"{doing} a constant should have been folded")
+    return tuple(value.shape)
+
+
 def c_float(value: float) -> str:
     """Exact C++ literal of a float32 value (hex float), including inf and nan."""
     value = float(np.float32(value))

@@ -12,7 +12,7 @@ import numpy as np
 
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
-from yukti.runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp.ops import emits, unsupported, per_sample_shape
 
 # An end at least this large reaches the end of the batch axis for any batch a C++ int64 can count
 # (torch exports x[:, ...] with INT64_MAX, tf2onnx with INT32_MAX).
@@ -92,10 +92,7 @@ def _axis_range(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
 @emits("Slice")
 def emit_slice(node: ir.Node, ctx: EmitContext) -> str:
     data, y = node.inputs[0], node.outputs[0]
-    value = ctx.value(data)
-    if not value.batched:
-        raise unsupported(node, "slicing a constant should have been folded")
-    shape = tuple(value.shape)
+    shape = per_sample_shape(node, ctx, "slicing")
     rank = len(shape) + 1
     if ctx.graph.opset < 10:  # starts, ends and axes were attributes
         starts = np.asarray(node.attr("starts", []), np.int64)
@@ -140,7 +137,7 @@ def emit_slice(node: ir.Node, ctx: EmitContext) -> str:
 const float* x = {ctx.ptr(data)};
 float* y = {ctx.ptr(y)};
 for (int64_t n = 0; n < nb; ++n) {{
-  const float* __restrict xn = x + n * {value.size};
+  const float* __restrict xn = x + n * {int(np.prod(shape, dtype=np.int64))};
   float* __restrict yn = y + n * {size};
   int64_t o = 0;
   {loops}yn[o++] = xn[{source}];

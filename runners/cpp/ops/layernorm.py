@@ -15,7 +15,7 @@ import numpy as np
 
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
-from yukti.runners.cpp.ops import c_float, emits, unsupported
+from yukti.runners.cpp.ops import c_float, emits, unsupported, per_sample_shape
 
 
 def _parameter(node: ir.Node, ctx: EmitContext, name: str, role: str, normalized: tuple[int, ...]) -> np.ndarray:
@@ -43,10 +43,7 @@ def emit_layer_normalization(node: ir.Node, ctx: EmitContext) -> str:
     if len(node.inputs) < 2 or not node.inputs[1]:
         raise unsupported(node, "needs X and Scale")
     x, y = node.inputs[0], node.outputs[0]
-    value = ctx.value(x)
-    if not value.batched:
-        raise unsupported(node, "normalizing a constant should have been folded")
-    shape = tuple(value.shape)  # per sample
+    shape = per_sample_shape(node, ctx, "normalizing")
     rank = len(shape) + 1
     axis = int(node.attr("axis", -1))
     if not -rank <= axis < rank:

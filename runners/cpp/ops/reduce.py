@@ -12,7 +12,7 @@ import numpy as np
 
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
-from yukti.runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp.ops import emits, unsupported, per_sample_shape
 
 _AXES_INPUT_SINCE = {"ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18, "ReduceProd": 18}
 
@@ -41,15 +41,12 @@ def _axes(node: ir.Node, ctx: EmitContext, rank: int) -> list[int] | None:
 @emits("ReduceMean", "ReduceSum", "ReduceMax", "ReduceProd")
 def emit_reduce(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
-    value = ctx.value(x)
-    if not value.batched:
-        raise unsupported(node, "reducing a constant should have been folded")
-    shape = tuple(value.shape)  # per sample
+    shape = per_sample_shape(node, ctx, "reducing")
     rank = len(shape) + 1
     axes = _axes(node, ctx, rank)
     if not axes:
         if node.attr("noop_with_empty_axes", 0):
-            return f"std::memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, sizeof(float) * nb * {value.size});"
+            return f"std::memcpy({ctx.ptr(y)}, {ctx.ptr(x)}, sizeof(float) * nb * {ctx.value(x).size});"
         axes = list(range(rank))  # all axes, the batch included: refused below
     if 0 in axes:
         raise unsupported(node, f"reduction over the batch axis 0 (axes {axes}); generated C++ keeps samples independent")
@@ -65,7 +62,7 @@ def emit_reduce(node: ir.Node, ctx: EmitContext) -> str:
             dims[-1][0] *= size
         else:
             dims.append([size, kind])
-    in_size = value.size
+    in_size = ctx.value(x).size
     out_size = ctx.value(y).size
     count = int(np.prod([shape[a] for a in reduced], dtype=np.int64))
     kept = [d for d in dims if not d[1]]

@@ -11,7 +11,7 @@ import numpy as np
 
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
-from yukti.runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp.ops import emits, unsupported, per_sample_shape
 
 
 def _merge(shape: tuple[int, ...], perm: list[int]) -> tuple[list[int], list[int]]:
@@ -35,10 +35,7 @@ def _merge(shape: tuple[int, ...], perm: list[int]) -> tuple[list[int], list[int
 @emits("Transpose")
 def emit_transpose(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
-    value = ctx.value(x)
-    if not value.batched:
-        raise unsupported(node, "transposing a constant should have been folded")
-    shape = value.shape  # per sample
+    shape = per_sample_shape(node, ctx, "transposing")
     rank = len(shape) + 1
     perm = node.attr("perm")
     perm = list(range(rank))[::-1] if perm is None else [int(p) for p in perm]

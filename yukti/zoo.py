@@ -230,7 +230,10 @@ SPECS: dict[str, ZooSpec] = {
         "jet_deepsets", "DeepSets jet tagger on 16 constituents x (pT fraction, eta, phi relative to the jet): "
                         "per-particle MLP, mean, MLP, softmax; on constituents_synthetic",
         datasets.constituents_synthetic, _DeepSets.torch, epochs=20, batch_size=256, learning_rate=3e-3, standardize=False,
-        fixed_point={"precision": "ap_fixed<16,6,AP_RND,AP_SAT>"},
+        # its mean (hls4ml's GlobalPooling1D, converted from the ONNX ReduceMean) sums 16 particles up
+        # to ~75 before dividing: the accumulator gets 10 integer bits
+        fixed_point={"precision": "ap_fixed<16,6,AP_RND,AP_SAT>",
+                     "layer_precision": {"ReduceMean_0": {"accum": "ap_fixed<20,10,AP_RND,AP_SAT>"}}},
     ),
     "jet_deepsets_keras": ZooSpec(
         "jet_deepsets_keras", "jet_deepsets' Keras-trained twin (Dense per particle, GlobalAveragePooling1D: what hls4ml "

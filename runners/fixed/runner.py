@@ -34,7 +34,8 @@ from yukti.options import Option
 from yukti.runner import Capability, Runner, Support, package_version
 from yukti.fixed_point import FixedType, PrecisionError
 from yukti.runners.hls4ml.config import conversion_options, layer_precisions
-from yukti.runners.hls4ml.frontend import choose_source, frontend_for
+from yukti.runners.hls4ml.frontend import choose_source, frontend_for, pick_source
+from yukti.runners.hls4ml.onnx_rewrite import onnx_rewrite_key
 from yukti.runners.hls4ml.runner import HLS4MLRunner, _input_permutations
 from yukti.toolchain import compiler_version, find_compiler
 
@@ -145,6 +146,7 @@ class FixedRunner(Runner):
             "compile_s": lib_entry.manifest["build_s"],
             "versions": {"hls4ml": plan_meta["hls4ml"], "compiler": compiler_version(find_compiler() or "g++")},
             "source": plan_meta["source"],
+            "source_why": pick_source(model, options["source"])[1],  # "auto" may take a torch module's ONNX form
             "source_path": str(plan_entry.path / SOURCE),  # the generated C++, for reading and debugging
             "layer_precisions": plan_meta["layers"],
             "threads": threads,
@@ -257,7 +259,8 @@ def _plan(model: Model, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
     source = choose_source(model, options["source"])
     parts = {"backend": "fixed", "revision": _REVISION, "generator": _generator_hash(), "model": model.hash, "source": source, "options": options,
-             "hls4ml": hls4ml.__version__, "qonnx": package_version("qonnx") if source == "onnx" else ""}
+             "hls4ml": hls4ml.__version__, "qonnx": package_version("qonnx") if source == "onnx" else "",
+             **onnx_rewrite_key(source)}
 
     def build(folder: Path) -> None:
         from yukti.runners.fixed.codegen import generate

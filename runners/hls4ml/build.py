@@ -18,6 +18,7 @@ from typing import Any
 
 from yukti.runners.hls4ml.config import hls_config
 from yukti.runners.hls4ml.frontend import Frontend, quiet
+from yukti.runners.hls4ml.onnx_rewrite import onnx_rewrite_key
 from yukti.runners.hls4ml.softmax import tune_softmax
 from yukti.cache import ArtifactCache, CacheEntry, check_shared_library
 from yukti.errors import UnsupportedModelError, YuktiError
@@ -79,6 +80,7 @@ def library(model: Model, frontend: Frontend, options: dict[str, Any]) -> tuple[
         "backend": "hls4ml", "revision": _RUNNER_REVISION, "model": model.hash, "source": frontend.source,
         "options": options, "hls4ml": hls4ml.__version__, "compiler": compiler(),
         "qonnx": package_version("qonnx") if frontend.source == "onnx" else "",
+        **onnx_rewrite_key(frontend.source),
     }
 
     def loads(tmp: Path) -> None:  # committed only once the emulation library loads

@@ -74,7 +74,8 @@ def conversion_options(*, precision_check: Any = None, layer_check: Any = None) 
         "granularity": Option("model", choices=GRANULARITIES, doc='"model": one precision for every layer'),
         "tune_softmax": Option(True, type=bool, doc="saturate hls4ml's softmax normalisation and fit its 1/sum "
                                                     "table to the sum's range (softmax.py); False keeps hls4ml's"),
-        "source": Option("auto", choices=SOURCES, doc="auto: keras, else torch, else onnx"),
+        "source": Option("auto", choices=SOURCES, doc="auto: keras, else torch (its ONNX form when only that "
+                                                       "converts: frontend.pick_source), else onnx"),
         "hls_backend": Option("Vivado", choices=HLS_BACKENDS, doc="the same C++ emulation; they differ for synthesis"),
     }
 

@@ -38,7 +38,7 @@ def self_check(run: Callable[[list[np.ndarray]], list[np.ndarray]], model: Model
                options: dict[str, Any]) -> dict[str, Any]:
     """Run the emulation (`run`) and the float model on a sample: the agreement found, or
     EmulationMismatchError naming the first departing layer when an output disagrees grossly."""
-    from yukti.metrics import infer_task
+    from yukti.metrics import ANOMALY, infer_task, reconstruction_target
 
     x = _check_sample(model)
     emulated = run(x)
@@ -47,7 +47,8 @@ def self_check(run: Callable[[list[np.ndarray]], list[np.ndarray]], model: Model
     result: dict[str, Any] = {"n_samples": int(len(x[0])), "task": task}
     problems = []
     for index, (out, ref) in enumerate(zip(emulated, reference)):
-        inputs = x[0] if len(x) == 1 and x[0].shape == out.shape else None  # an autoencoder's score needs them
+        # an autoencoder's score needs what it reconstructs: the input, or the part the model declares
+        inputs = reconstruction_target(model, x[0]) if task == ANOMALY and len(x) == 1 else None
         measured, problem = _judge_output(out, ref, index, task, inputs)
         result.update({(f"{key}_{index}" if index else key): value for key, value in measured.items()})
         if problem:

@@ -53,6 +53,24 @@ class Frontend:
         """Float activations of `x`, keyed by hls4ml layer name, for the layers that can be matched."""
         raise NotImplementedError
 
+    def attention(self, model: Model) -> tuple[tuple[str, str], ...]:
+        """(type, name) of each attention layer or product of two activations (q @ k^T, scores @ v)
+        hls4ml cannot convert from this source: a refusal by design (ATTENTION)."""
+        return ()
+
+    def attention_detail(self) -> str:
+        """What this source's converter lacks for attention, for the refusal's reason."""
+        return ""
+
+
+# hls4ml 1.3 converts attention from one source only; checked in its converters: the attention
+# handler is hls4ml/converters/keras_v3/hgq2/multi_head_attention.py (QMultiHeadAttention, as QEinsum
+# layers); its ONNX MatMul becomes a Dense only with a constant second operand; its torch converter
+# has no matmul/bmm/@ handler (only einsum); its Keras registry has no keras MultiHeadAttention.
+ATTENTION = ("hls4ml 1.3 converts attention only from HGQ2's QMultiHeadAttention (a Keras layer of the hgq package, "
+             "hls4ml/converters/keras_v3/hgq2/multi_head_attention.py), not from torch, ONNX or plain Keras "
+             "MultiHeadAttention")
+
 
 def onnx_kernel_sizes(model: Model) -> list[tuple[str, str, int]]:
     """Weights per Gemm/MatMul/Conv node of the model's ONNX form (the torch form's sizes too)."""
@@ -66,16 +84,42 @@ def onnx_kernel_sizes(model: Model) -> list[tuple[str, str, int]]:
 
 
 def choose_source(model: Model, source: str) -> str:
-    """`source` when the model has that form; for "auto": keras, else torch, else onnx."""
+    """`source` when the model has that form; for "auto": keras, else torch (else its ONNX form when
+    hls4ml can convert that and not the module), else onnx."""
+    return pick_source(model, source)[0]
+
+
+def pick_source(model: Model, source: str) -> tuple[str, str]:
+    """(the source `choose_source` picks, why: for info() and the refusal)."""
     if source == "auto":
         if model.keras_model is not None:
-            return "keras"
-        return "torch" if model.torch_module is not None else "onnx"
+            return "keras", "auto: the Keras model"
+        if model.torch_module is None:
+            return "onnx", "auto: the ONNX form (no Keras model or torch module)"
+        # hls4ml's torch converter lacks some layers its ONNX one has (torch.mean: a DeepSets'
+        # pooling); the module's own ONNX export then carries the same network to hls4ml
+        missing = _missing(frontend_for("torch"), model)
+        if missing and model.has_onnx and not _missing(frontend_for("onnx"), model):
+            kinds = ", ".join(sorted({kind for kind, _ in missing}))
+            return "onnx", (f"auto: the module's ONNX form, because hls4ml's torch converter has no converter for "
+                            f"{kinds} and its ONNX converter takes the whole graph")
+        return "torch", "auto: the torch module"
     present = {"keras": model.keras_model is not None, "torch": model.torch_module is not None, "onnx": model.has_onnx}
     if not present[source]:
         have = [s for s, ok in present.items() if ok]
         raise ValueError(f"hls4ml option source={source!r}: model {model.name!r} has no {source} form; it has {have}")
-    return source
+    return source, f"source={source!r}"
+
+
+def _missing(frontend: Frontend, model: Model) -> tuple[tuple[str, str], ...]:
+    """What stops hls4ml converting `model` from `frontend`'s source: its unconvertible layers and
+    attention; one ("?", reason) entry when the source cannot be read."""
+    from yukti.errors import UnsupportedModelError
+
+    try:
+        return frontend.attention(model) + frontend.unsupported_layers(model)
+    except UnsupportedModelError as exc:
+        return (("?", str(exc)),)
 
 
 def frontend_for(source: str) -> Frontend:

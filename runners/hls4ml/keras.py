@@ -12,6 +12,10 @@ from yukti.model import Model
 
 # Layers that carry no computation of their own in a Keras model.
 _TRANSPARENT = {"InputLayer", "Dropout", "Functional", "Sequential"}
+# Keras' own attention layers: no handler in hls4ml's Keras v3 registry or its v2 fallback
+# (hls4ml.converters.parse_keras_v3_model: "Layer <class '...MultiHeadAttention'> not found in
+# registry, and no fallback option succeeded").
+_ATTENTION_LAYERS = {"MultiHeadAttention", "GroupedQueryAttention", "Attention", "AdditiveAttention"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -28,6 +32,14 @@ class KerasFrontend(Frontend):
         known = _known()
         return tuple((type(layer).__name__, layer.name) for layer in model.keras_model.layers
                      if type(layer).__name__ not in known)
+
+    def attention(self, model: Model) -> tuple[tuple[str, str], ...]:
+        return tuple((type(layer).__name__, layer.name) for layer in model.keras_model.layers
+                     if type(layer).__name__ in _ATTENTION_LAYERS and type(layer).__module__.startswith("keras"))
+
+    def attention_detail(self) -> str:
+        return ("its Keras frontend has no handler for Keras' own MultiHeadAttention, GroupedQueryAttention, "
+                "Attention or AdditiveAttention (neither in its Keras v3 registry nor its v2 fallback)")
 
     def kernel_sizes(self, model: Model) -> list[tuple[str, str, int]]:
         sizes = []

@@ -18,7 +18,7 @@ import numpy as np
 from yukti.runners.hls4ml.build import compiler, library
 from yukti.runners.hls4ml.config import IO_TYPES, conversion_options
 from yukti.runners.hls4ml.diagnose import self_check
-from yukti.runners.hls4ml.frontend import choose_source, frontend_for
+from yukti.runners.hls4ml.frontend import ATTENTION, frontend_for, pick_source
 from yukti.errors import UnsupportedModelError
 from yukti.model import Model
 from yukti.options import Option
@@ -61,17 +61,23 @@ class HLS4MLRunner(Runner):
         dynamic = [s.describe() for s in model.inputs + model.outputs if any(d is None for d in s.sample_shape)]
         if dynamic:
             return Support(False, reason=f"hls4ml needs static shapes besides the batch dimension; got {', '.join(dynamic)}")
-        source = choose_source(model, "auto")
+        source, _ = pick_source(model, "auto")
         if source == "onnx" and not model.has_onnx:
             return Support(False, reason=f"no Keras model, torch module or ONNX form: {model._onnx_error}")
         frontend = frontend_for(source)
+        attention = frontend.attention(model)
+        if attention:  # before the layer check: replacing the other layers would not get past it
+            return Support(False, attention, f"{ATTENTION}: {frontend.attention_detail()}", by_design=True)
         try:
             missing = frontend.unsupported_layers(model)
         except UnsupportedModelError as exc:
             return Support(False, reason=str(exc))
         if missing:
             kinds = sorted({op for op, _ in missing})
-            return Support(False, missing, f"hls4ml has no converter for {source} layer type(s) {', '.join(kinds)}")
+            reason = f"hls4ml has no converter for {source} layer type(s) {', '.join(kinds)}"
+            if source == "torch" and model.has_onnx:  # pick_source tried the ONNX form too
+                reason += _onnx_too(model)
+            return Support(False, missing, reason)
         big = [(op, name, n) for op, name, n in frontend.kernel_sizes(model) if n > MAX_KERNEL_WEIGHTS]
         if big:
             op, name, n = max(big, key=lambda item: item[2])
@@ -86,7 +92,8 @@ class HLS4MLRunner(Runner):
     # -- prepare -------------------------------------------------------------------------------
     def _prepare(self, model: Model, **options: Any) -> dict[str, Any]:
         threads = options.pop("threads")  # not part of the artifact
-        frontend = frontend_for(choose_source(model, options["source"]))
+        source, source_why = pick_source(model, options["source"])
+        frontend = frontend_for(source)
         entry, meta = library(model, frontend, options)
         path = entry.path / meta["library"]
         self._lib = ctypes.CDLL(str(path))
@@ -125,6 +132,7 @@ class HLS4MLRunner(Runner):
             "versions": {"hls4ml": hls4ml.__version__, "compiler": compiler(), **({"qonnx": package_version("qonnx")}
                                                                                    if frontend.source == "onnx" else {})},
             "source": frontend.source,
+            "source_why": source_why,  # source="auto" may take a torch module's ONNX form (frontend.pick_source)
             "precision": options["precision"],
             "layer_precisions": meta["layers"],
             "reuse_factor": options["reuse_factor"],
@@ -166,6 +174,16 @@ class HLS4MLRunner(Runner):
         else:
             self._batch(in_ptrs, out_ptrs, n)
         return [o.reshape(shape) for o, shape in zip(outs, self._out_shapes)]
+
+
+def _onnx_too(model: Model) -> str:
+    """Why the torch module's ONNX form does not convert either, for the refusal."""
+    try:
+        missing = frontend_for("onnx").unsupported_layers(model)
+    except UnsupportedModelError as exc:
+        return f"; nor its ONNX form: {exc}"
+    kinds = sorted({op for op, _ in missing})
+    return f"; nor its ONNX form, for onnx layer type(s) {', '.join(kinds)}" if kinds else ""
 
 
 def _input_permutations(model: Model, hls_shapes: list[list[int]]) -> list[tuple[int, ...] | None]:

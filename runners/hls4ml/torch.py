@@ -45,6 +45,34 @@ def _unconverted_functions(module: Any) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+# torch.nn's modules that are attention as a whole, and traced calls that multiply two activations.
+_ATTENTION_MODULES = {"MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
+                      "TransformerEncoderLayer", "TransformerDecoderLayer"}
+_PRODUCT_CALLS = {"matmul", "bmm", "baddbmm", "__matmul__", "scaled_dot_product_attention"}
+
+
+def _traced_products(module: Any) -> tuple[tuple[str, str], ...] | None:
+    """(call, node) of each traced matmul/bmm/@ whose operands are both activations, and each
+    scaled_dot_product_attention; None when the module does not trace."""
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(module).graph
+    except Exception:  # noqa: BLE001 - an untraceable module is judged from its ONNX form
+        return None
+    found = []
+    for node in graph.nodes:
+        if node.op not in ("call_function", "call_method"):
+            continue
+        name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+        if name not in _PRODUCT_CALLS:
+            continue
+        operands = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
+        if name == "scaled_dot_product_attention" or (len(operands) == 2 and all(a.op != "get_attr" for a in operands)):
+            found.append((f"torch.{name.strip('_')}", node.name))
+    return tuple(found)
+
+
 def _leaves(module: Any) -> Any:
     """(qualified name, module) of each leaf module: the ones that compute."""
     return ((name, m) for name, m in module.named_modules() if name and not list(m.children()))
@@ -57,6 +85,21 @@ class TorchFrontend(Frontend):
         known = _known()
         modules = tuple((type(m).__name__, name) for name, m in _leaves(model.torch_module) if type(m).__name__ not in known)
         return modules + _unconverted_functions(model.torch_module)
+
+    def attention(self, model: Model) -> tuple[tuple[str, str], ...]:
+        modules = tuple((type(m).__name__, name) for name, m in model.torch_module.named_modules()
+                        if type(m).__name__ in _ATTENTION_MODULES and type(m).__module__.startswith("torch.nn"))
+        products = _traced_products(model.torch_module)
+        if products is None and model.has_onnx:  # written so torch.fx cannot trace it: its ONNX export tells
+            from yukti.runners.hls4ml.onnx import onnx_attention
+
+            products = onnx_attention(model.onnx)
+        return modules + (products or ())
+
+    def attention_detail(self) -> str:
+        return ("its torch frontend has no converter for a matmul, bmm or @ of two activations, nor for "
+                "nn.MultiheadAttention (of such products it takes torch.einsum only), and its ONNX frontend none for "
+                "a MatMul of two activations")
 
     # kernel_sizes: from the ONNX form (the base class), which names every weight the module uses
 

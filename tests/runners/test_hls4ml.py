@@ -372,6 +372,9 @@ def test_dense_autoencoder_runs_with_regression_metrics():
 
 
 def test_torch_reductions_hls4ml_cannot_convert_are_refused_up_front(isolated_yukti_dirs):
+    """A sum over the particles has no converter in hls4ml's torch frontend (torch.sum) nor its ONNX
+    one (ReduceSum): refused before any conversion, naming both. (A mean goes through the module's
+    ONNX form instead: tests/runners/test_hls4ml_deepsets.py.)"""
     torch = pytest.importorskip("torch")
     import yukti
 
@@ -381,10 +384,11 @@ def test_torch_reductions_hls4ml_cannot_convert_are_refused_up_front(isolated_yu
             self.phi, self.rho = torch.nn.Linear(3, 8), torch.nn.Linear(8, 5)
 
         def forward(self, x):
-            return torch.softmax(self.rho(torch.relu(self.phi(x)).mean(dim=1)), dim=1)
+            return torch.softmax(self.rho(torch.relu(self.phi(x)).sum(dim=1)), dim=1)
 
     torch.manual_seed(0)
-    model = yukti.load(DeepSets().eval(), torch.zeros(1, 16, 3), name="deepsets_mean")
+    model = yukti.load(DeepSets().eval(), torch.zeros(1, 16, 3), name="deepsets_sum")
     for backend in ("hls4ml", "fixed"):
         support = yukti.runner_class(backend).supports(model)
-        assert not support and "torch.mean" in support.describe(), (backend, support.describe())
+        assert not support and "torch.sum" in support.describe(), (backend, support.describe())
+        assert "ReduceSum" in support.reason and not support.by_design, (backend, support.describe())

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 TRACKED_PACKAGES = ("yukti", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "onnx2torch", "tensorflow",
-                    "keras", "hls4ml", "scikit-learn", "pandas")
+                    "keras", "hls4ml", "openvino", "scikit-learn", "pandas")
 
 
 def cpu_model() -> str:

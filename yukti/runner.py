@@ -301,7 +301,7 @@ def import_status(module: str) -> tuple[bool, str]:
     try:
         importlib.import_module(module)
     except Exception as exc:  # ImportError, and broken installs raising anything else
-        hint = f"pip install 'yukti[{module}]'" if module in {"onnxruntime", "torch", "tensorflow", "hls4ml"} else f"pip install {module}"
+        hint = f"pip install 'yukti[{module}]'" if module in {"onnxruntime", "torch", "tensorflow", "hls4ml", "openvino"} else f"pip install {module}"
         return False, f"{module} cannot be imported ({type(exc).__name__}: {exc}); {hint}"
     return True, ""
 

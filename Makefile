@@ -30,9 +30,13 @@ setup: $(VENV)/.install-stamp
 bench: setup
 	$(VENV)/bin/yukti bench
 
+# Two pytest-xdist workers: CI and these machines have 2 cores; most of the suite is compiling and
+# running backends, one core each. `make test TEST_WORKERS=0` runs in one process (pdb, -x).
+TEST_WORKERS ?= 2
+
 test: setup
 	# pytest (not python -m pytest) keeps the source tree off sys.path: the installed package is tested.
-	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -p no:cacheprovider -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

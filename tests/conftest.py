@@ -13,7 +13,14 @@ from zoo_variants import onnx_only
 def isolated_yukti_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Set before any test builds a cache or stores a result. A CI run may point YUKTI_TEST_CACHE at
     # a persistent folder to reuse trained zoo models between runs.
-    os.environ["YUKTI_CACHE_DIR"] = os.environ.get("YUKTI_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    cache = os.environ.get("YUKTI_TEST_CACHE")
+    if not cache and os.environ.get("PYTEST_XDIST_WORKER"):
+        # pytest-xdist workers share one cache (their base folders share a parent): a zoo model is
+        # trained and an artifact built once, by whichever worker asks first (the cache locks per entry)
+        shared = tmp_path_factory.getbasetemp().parent / "shared-cache"
+        shared.mkdir(exist_ok=True)
+        cache = str(shared)
+    os.environ["YUKTI_CACHE_DIR"] = cache or str(tmp_path_factory.mktemp("cache"))
     os.environ["YUKTI_RESULTS_DIR"] = str(tmp_path_factory.mktemp("results"))
 
 

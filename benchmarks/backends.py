@@ -12,8 +12,15 @@ line) and hands its result to each benchmark:
   before; yukti.results.from_asv reads the old name as the new one);
 - `Build`, `ArtifactSize`: preparation seconds from a cold artifact cache, artifact bytes;
 - `Overflows`: values a fixed-point backend's types wrapped or saturated on the evaluation data;
+- `Roofline.track_gflops`, `PeakShare.track_pct_of_peak`: the achieved FP32 rate (FLOP per sample
+  x samples/s) and its share of the host's FP32 FMA peak (yukti.roofline; skipped for commits or
+  models without a FLOP count);
 - `Call.time_call`: asv's own timing of one user-facing call `run(x)`;
-- `PrepareMemory.peakmem_prepare`: peak RSS of a process that prepares the backend cold.
+- `PrepareMemory.peakmem_prepare`: peak RSS of a process that prepares the backend cold;
+- `KernelSweep.track_ratio`: cpp p50 / onnxruntime p50 of single dense layers (ONNX Gemm + bias)
+  over K x N x batch (benchmarks/kernel_sweep.py). Not a model x backend benchmark: it has its own
+  `setup_cache` (its own line, so asv runs it once, apart from the engine run) that sweeps every
+  cell, and yukti.results.from_asv leaves it out (no model or backend parameter).
 
 Longer than 400 lines on purpose: asv keys `setup_cache` by module and line, so every benchmark
 class must live in this one module to share the one engine run.
@@ -28,7 +35,8 @@ each combination by index in the environment of every commit. They can be narrow
 runs through environment variables (asv passes the environment through):
 YUKTI_ASV_MODELS, YUKTI_ASV_BACKENDS, YUKTI_ASV_BATCHES (comma-separated), YUKTI_ASV_TIME_BUDGET
 (engine seconds per backend x batch). YUKTI_ASV_CACHE is where the zoo models are cached between
-runs (default: .asv/yukti-cache beside asv.conf.json).
+runs (default: .asv/yukti-cache beside asv.conf.json). The kernel sweep: YUKTI_ASV_KERNEL_SIZES (K
+and N values), YUKTI_ASV_KERNEL_BATCHES, YUKTI_ASV_KERNEL_BUDGET (seconds per backend x batch x cell).
 """
 
 from __future__ import annotations
@@ -54,7 +62,8 @@ def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
 # jet_dnn_keras: the Keras twin, so the keras backend (which runs only Keras-trained models) is tracked too
 MODELS = _env_list("YUKTI_ASV_MODELS", ("jet_dnn", "jet_dnn_keras", "cluster_cnn"))
 # Every backend Yukti ships, fixed: a commit that lacks one skips it rather than shifting indices.
-BACKENDS = _env_list("YUKTI_ASV_BACKENDS", ("reference", "onnxruntime", "torch", "cpp", "torch_aot", "hls4ml", "keras", "fixed"))
+BACKENDS = _env_list("YUKTI_ASV_BACKENDS", ("reference", "onnxruntime", "torch", "cpp", "torch_aot", "hls4ml", "keras", "fixed",
+                                              "openvino"))
 BATCH_SIZES = tuple(int(b) for b in _env_list("YUKTI_ASV_BATCHES", ("1", "1024")))
 REFERENCE = "reference"
 # The reference evaluator is ONNX's pure-Python interpreter, the accuracy yardstick: it is timed at
@@ -63,6 +72,9 @@ REFERENCE_BATCHES = BATCH_SIZES[:1]
 # Pinned so that editing the suite's code does not hide earlier results (asv would otherwise
 # version each benchmark by its source). Bump it when a metric's meaning changes.
 SUITE_VERSION = "1"
+# The kernel sweep's grid (benchmarks/kernel_sweep.py: SIZES, BATCHES), fixed like the lists above.
+KERNEL_SIZES = tuple(int(v) for v in _env_list("YUKTI_ASV_KERNEL_SIZES", ("3", "10", "16", "32", "64", "77", "128", "256")))
+KERNEL_BATCHES = tuple(int(b) for b in _env_list("YUKTI_ASV_KERNEL_BATCHES", ("1", "64", "1024")))
 
 
 def _time_budget_s() -> float:
@@ -287,6 +299,40 @@ class NativeLatency(_EngineRun):
         return self.value(self.row, "latency_native_p50_us")
 
 
+class Roofline(_EngineRun):
+    """Achieved FP32 rate: the model's FLOP per sample (yukti.roofline) x the engine's samples/s."""
+
+    params = [list(MODELS), list(BACKENDS), list(BATCH_SIZES)]
+    param_names = ["model", "backend", "batch_size"]
+
+    def setup(self, cache: Cache, model: str, backend: str, batch_size: int) -> None:
+        self.row = self.record(cache, model, backend, batch_size)
+        if self.row.get("gflops") is None:
+            raise NotImplementedError(f"no FLOP count for {model} (a yukti before yukti.roofline, or a graph it cannot read)")
+
+    # Higher is better, as for throughput: `asv compare` reports a gain as a regression. Read its sign.
+    @_with_unit("GFLOP/s")
+    def track_gflops(self, cache: Cache, model: str, backend: str, batch_size: int) -> float:
+        return self.value(self.row, "gflops")
+
+
+class PeakShare(_EngineRun):
+    """The achieved rate as a share of the host's FP32 FMA peak at one thread (yukti.roofline)."""
+
+    params = [list(MODELS), list(BACKENDS), list(BATCH_SIZES)]
+    param_names = ["model", "backend", "batch_size"]
+
+    def setup(self, cache: Cache, model: str, backend: str, batch_size: int) -> None:
+        self.row = self.record(cache, model, backend, batch_size)
+        if self.row.get("pct_of_peak") is None:
+            raise NotImplementedError(f"no share of peak for {model} on {backend}: no FLOP count, or no known clock")
+
+    # Higher is better (see Roofline).
+    @_with_unit("%")
+    def track_pct_of_peak(self, cache: Cache, model: str, backend: str, batch_size: int) -> float:
+        return self.value(self.row, "pct_of_peak")
+
+
 class Accuracy(_EngineRun):
     """Losses against the reference backend on the model's evaluation set (lower is better)."""
 
@@ -439,3 +485,74 @@ class PrepareMemory(_EngineRun):
         from yukti import registry
 
         registry.runner(backend, self.model, **self.options)
+
+
+# -- the kernel sweep ---------------------------------------------------------------------------
+
+def _kernel_budget_s() -> float:
+    return float(os.environ.get("YUKTI_ASV_KERNEL_BUDGET", "0.05"))
+
+
+def _kernel_sweep_module() -> Any:
+    """benchmarks/kernel_sweep.py, loaded from beside this file (asv imports this module by its
+    own package name; the test suite by path)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().with_name("kernel_sweep.py")
+    spec = importlib.util.spec_from_file_location("_yukti_asv_kernel_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+class KernelSweep:
+    """cpp p50 / onnxruntime p50 of one dense layer (ONNX Gemm + bias: K inputs, N outputs) at one
+    batch size, one thread (below 1: cpp is faster): a kernel regression shows in its own cell.
+
+    The sweep runs once per asv run, in `setup_cache`, one repeat per cell with a short budget
+    (YUKTI_ASV_KERNEL_BUDGET), from a fresh artifact cache. Lower is better, as asv assumes."""
+
+    version = SUITE_VERSION
+    timeout = 600.0
+    params = [list(KERNEL_SIZES), list(KERNEL_SIZES), list(KERNEL_BATCHES)]
+    param_names = ["K", "N", "batch"]
+
+    def setup_cache(self) -> Cache:
+        sweep = _kernel_sweep_module()
+        missing = sweep.unavailable_backends()
+        if missing:
+            why = "; ".join(f"{backend}: {reason}" for backend, reason in missing.items())
+            return {"cells": {}, "refused": f"the kernel sweep needs cpp and onnxruntime ({why})"}
+        folder = tempfile.mkdtemp(prefix="artifacts-kernel-sweep-", dir=os.getcwd())
+        previous = os.environ.get("YUKTI_CACHE_DIR")
+        os.environ["YUKTI_CACHE_DIR"] = folder
+        try:
+            frame = sweep.run_sweep(KERNEL_SIZES, KERNEL_SIZES, KERNEL_BATCHES, repeats=1,
+                                    policy={**sweep.POLICY, "time_budget_s": _kernel_budget_s()})
+        finally:
+            if previous is None:
+                os.environ.pop("YUKTI_CACHE_DIR", None)
+            else:
+                os.environ["YUKTI_CACHE_DIR"] = previous
+        cells = {(int(row["K"]), int(row["N"]), int(row["batch"])):
+                 {key: _plain(row.get(key)) for key in ("ratio", "cpp_us", "ort_us", "gflops", "status", "error")}
+                 for row in frame.to_dict("records")}
+        return {"cells": cells, "refused": None}
+
+    setup_cache.timeout = 3600  # type: ignore[attr-defined]
+
+    def setup(self, cache: Cache, K: int, N: int, batch: int) -> None:  # noqa: N803 - asv passes the parameter names
+        if cache["refused"]:
+            raise NotImplementedError(cache["refused"])
+        cell = cache["cells"].get((K, N, batch))
+        if cell is None:
+            raise NotImplementedError(f"K={K} N={N} batch={batch} is not in this run's sweep")
+        if cell["ratio"] is None:
+            raise RuntimeError(f"the sweep measured no ratio at K={K} N={N} batch={batch}: {cell.get('error')}")
+        self.cell = cell
+
+    def track_ratio(self, cache: Cache, K: int, N: int, batch: int) -> float:  # noqa: N803
+        return float(self.cell["ratio"])
+
+    track_ratio.unit = "cpp/onnxruntime"  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """Plotly figures for the dashboard. One parameterized function, `metric_chart`, draws every
 line, scatter and bar chart; two overlays add the Pareto front and flagged steps; the Precision page
-has its own three (scan curves, overflows per layer, value ranges per layer). No Streamlit.
+has its own three (scan curves, overflows per layer, value ranges per layer), the Kernels page its
+ratio heatmap. No Streamlit.
 """
 
 from __future__ import annotations
@@ -78,6 +79,54 @@ def add_flags(fig: go.Figure, flags: pd.DataFrame, x: str, y: str, name: str = "
         customdata=flags[["label", "change"]].to_numpy(),
         hovertemplate="%{customdata[0]}: %{customdata[1]:+.1%} at %{x}<extra>regression</extra>",
     ))
+    return fig
+
+
+# -- the kernel sweep -------------------------------------------------------------------------------
+
+RATIO_TICKS = (1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8)
+
+
+def ratio_span(ratios: Sequence[float] | pd.Series) -> float:
+    """The colour range of `ratio_heatmap` in log2 units, symmetric about parity: the largest
+    |log2 ratio|, at least 1 (0.5x to 2x) and at most 4 (1/16x to 16x). Computed once over a
+    whole sweep, it gives every batch's heatmap the same colours."""
+    import numpy as np
+
+    values = pd.to_numeric(pd.Series(list(ratios), dtype=object), errors="coerce").to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(np.log2(values[values > 0]))
+    return float(min(max(z[np.isfinite(z)].max(initial=0.0), 1.0), 4.0))
+
+
+def ratio_heatmap(grid: dict[str, pd.DataFrame], title: str = "", height: int = 460, span: float | None = None) -> go.Figure:
+    """A K x N heatmap of the cpp / onnxruntime ratio (`yukti.dashboard.data.kernel_grid`): coloured
+    by log2 of the ratio, so 0.5 and 2 are equally far from white at 1; red above 1 (cpp slower),
+    blue below; each cell labelled with its ratio, hover adding both times and cpp's GFLOP/s.
+    `span`: the colour range (`ratio_span`; default: this grid's own)."""
+    import numpy as np
+
+    ratio = grid["ratio"]
+    values = ratio.to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log2(np.where(values > 0, values, np.nan))
+    span = ratio_span(values.ravel()) if span is None else float(span)
+    extra = [grid[c].to_numpy(dtype=float) if c in grid else np.full(values.shape, np.nan)
+             for c in ("cpp_us", "ort_us", "gflops")]
+    ticks = [t for t in RATIO_TICKS if abs(np.log2(t)) <= span + 1e-9]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(n) for n in ratio.columns], y=[str(k) for k in ratio.index],
+        text=[["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in values], texttemplate="%{text}",
+        customdata=np.dstack([values, *extra]), colorscale="RdBu_r", zmid=0.0, zmin=-span, zmax=span,
+        colorbar=dict(title="cpp / ORT", tickvals=[float(np.log2(t)) for t in ticks],
+                      ticktext=[f"{t:g}" if t >= 1 else f"1/{1 / t:g}" for t in ticks]),
+        hovertemplate=("K=%{y} × N=%{x}: cpp / onnxruntime %{customdata[0]:.3f}<br>"
+                       "cpp %{customdata[1]:.3g} µs · onnxruntime %{customdata[2]:.3g} µs<br>"
+                       "cpp %{customdata[3]:.3g} GFLOP/s<extra></extra>")))
+    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=60 if title else 20, b=10))
+    # sizes as categories: 3, 10, 16, ... 256 evenly spaced, in numeric order
+    fig.update_xaxes(title="N (outputs)", type="category", categoryorder="array", categoryarray=[str(n) for n in ratio.columns])
+    fig.update_yaxes(title="K (inputs)", type="category", categoryorder="array", categoryarray=[str(k) for k in ratio.index])
     return fig
 
 

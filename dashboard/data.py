@@ -1,7 +1,7 @@
 """Data for the dashboard: loading the results store and asv history, the Pareto front, choosing
 from stored results (through yukti.chooser), step flags, the stored fidelity curves, the stored
-precision scans (yukti.scan), the quick benchmark, and reading a model and data uploaded to the
-Measure page and measuring them.
+precision scans (yukti.scan), the stored kernel sweeps (benchmarks/kernel_sweep.py), the quick
+benchmark, and reading a model and data uploaded to the Measure page and measuring them.
 Metric names, labels and directions, and the derived metrics, come from yukti.vocabulary.
 
 No Streamlit here: the pages wrap these functions in `st.cache_data` / `st.cache_resource`, and the
@@ -475,6 +475,70 @@ def layer_ranges(row: pd.Series | dict, profile: pd.DataFrame | None = None) -> 
     inside = (frame["float_min"] >= frame["lowest"]) & (frame["float_max"] <= frame["highest"])
     frame["fits"] = inside.where(known).astype("boolean")
     return frame
+
+
+# -- the kernel sweep (benchmarks/kernel_sweep.py) ----------------------------------------------------
+
+KERNEL_SWEEP_FOLDER = "kernel_sweep"  # in the results store, as benchmarks/kernel_sweep.py writes it
+KERNEL_SWEEP_COMMAND = "python benchmarks/kernel_sweep.py"
+KERNEL_SWEEP_KEYS = ("K", "N", "batch", "ratio")  # what a file needs to be drawn
+KERNEL_GRID_VALUES = ("ratio", "cpp_us", "ort_us", "gflops")
+
+
+def kernel_sweep_folder(store: str | os.PathLike | None = None) -> Path:
+    return store_path(store) / KERNEL_SWEEP_FOLDER
+
+
+def kernel_sweep_files(store: str | os.PathLike | None = None) -> list[Path]:
+    """The stored sweeps (.parquet, or .csv written with --out there), newest first: their names
+    begin with the UTC time they were written."""
+    folder = kernel_sweep_folder(store)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir()  # a leading dot: the temp file of a writer at work
+             if p.is_file() and p.suffix.lower() in (".parquet", ".csv") and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: p.name, reverse=True)
+
+
+def kernel_sweep_fingerprint(store: str | os.PathLike | None = None) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of the stored sweeps (a cache key, as `store_fingerprint`)."""
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in kernel_sweep_files(store))
+
+
+def load_kernel_sweep(path: str | os.PathLike) -> pd.DataFrame:
+    """One sweep's table (K, N, batch, cpp_us, ort_us, ratio, gflops, ...); InputError naming the
+    file when it cannot be read or lacks the columns a heatmap needs."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # any reader error: one bad file must not break the page
+        raise InputError(f"{path.name} is not a readable kernel sweep ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in KERNEL_SWEEP_KEYS if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path.name} is not a kernel sweep: no column(s) {', '.join(missing)}")
+    for column in ("K", "N", "batch"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame = frame.dropna(subset=["K", "N", "batch"]).astype({"K": int, "N": int, "batch": int})
+    for column in (c for c in KERNEL_GRID_VALUES if c in frame.columns):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame.reset_index(drop=True)
+
+
+def kernel_grid(sweep: pd.DataFrame, batch: int) -> dict[str, pd.DataFrame]:
+    """At one batch size, each of ratio, cpp_us, ort_us, gflops (those the sweep has) as a K x N
+    table: rows K and columns N ascending, NaN where a cell was not measured."""
+    rows = sweep[sweep["batch"] == batch]
+    ks, ns = sorted(rows["K"].unique()), sorted(rows["N"].unique())
+    return {column: rows.pivot_table(index="K", columns="N", values=column, aggfunc="median", dropna=False)
+            .reindex(index=ks, columns=ns)
+            for column in KERNEL_GRID_VALUES if column in rows.columns}
+
+
+def kernel_worst(sweep: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The `n` cells with the highest ratio (cpp slowest against onnxruntime), worst first."""
+    columns = [c for c in ("K", "N", "batch", "cpp_us", "ort_us", "ratio", "gflops", "pct_of_peak", "status")
+               if c in sweep.columns]
+    return sweep.dropna(subset=["ratio"]).sort_values("ratio", ascending=False, kind="stable")[columns].head(n)
 
 
 # -- the quick benchmark ----------------------------------------------------------------------------

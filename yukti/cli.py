@@ -126,11 +126,13 @@ def _headed(*columns: str) -> list[tuple[str, str]]:
 
 
 SUMMARY_COLUMNS = _headed("backend", "batch_size", "latency_p50_us", "latency_p99_us", "latency_native_p50_us", "throughput_per_s",
-                          "argmax_agreement", "max_abs_diff", "max_rel_error", "resolution", "score_rel_error", "auc",
-                          "eff_at_bkg_1pct", "overflows", "prepare_s", "status")
+                          "gflops", "pct_of_peak", "argmax_agreement", "max_abs_diff", "max_rel_error", "resolution",
+                          "score_rel_error", "auc", "eff_at_bkg_1pct", "overflows", "prepare_s", "status")
 # Columns of one task (or one kind of backend) only: shown when some row has a value (a regression run
 # has no argmax agreement, a float-only run no overflow counts).
-_TASK_COLUMNS = {"argmax_agreement", "max_rel_error", "resolution", "score_rel_error", "auc", "eff_at_bkg_1pct", "overflows"}
+# The roofline columns likewise: a model without a FLOP count (no ONNX form) or a run stored before them has none.
+_TASK_COLUMNS = {"argmax_agreement", "max_rel_error", "resolution", "score_rel_error", "auc", "eff_at_bkg_1pct", "overflows",
+                 "gflops", "pct_of_peak"}
 
 
 def results_table(frame: pd.DataFrame, title: str | Text) -> Table:
@@ -153,6 +155,10 @@ def results_table(frame: pd.DataFrame, title: str | Text) -> Table:
                 cells.append(f"{value:.3f}")
             elif column == "prepare_s" and isinstance(value, float) and not math.isnan(value):
                 cells.append(f"{value:.3f}")
+            elif column == "gflops" and isinstance(value, float) and not math.isnan(value):
+                cells.append(f"{value:.3g}" if value < 100 else f"{value:,.0f}")
+            elif column == "pct_of_peak" and isinstance(value, float) and not math.isnan(value):
+                cells.append(f"{value:.1f}")
             elif column == "status" and value != "ok":
                 cells.append(f"[yellow]{value}[/]")
             else:
@@ -345,7 +351,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not cls.has(Capability.EXPORT):
         raise YuktiError(f"backend {args.backend!r} has no standalone export")
     model = resolve_model(args.model)
-    for path in cls.export(model, args.output):
+    # only given when asked: a backend's export may take no name
+    for path in cls.export(model, args.output, **({"name": args.name} if args.name else {})):
         console.print(f"wrote {path}", markup=False)
     console.print(f"build: cmake -S {args.output} -B {args.output}/build && cmake --build {args.output}/build", markup=False)
     return 0
@@ -581,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="zoo model name or .onnx path")
     export.add_argument("--backend", default="cpp", help="backend with an export (default: cpp)")
     export.add_argument("-o", "--output", required=True, help="output folder")
+    export.add_argument("--name", help="name of the files, library and symbols (default: the model's); "
+                                       "two exports linked into one program need different names")
     export.set_defaults(func=cmd_export)
     _subcommand(sub, "zoo", "list the zoo models").set_defaults(func=cmd_zoo)
     _subcommand(sub, "datasets", "list the datasets").set_defaults(func=cmd_datasets)

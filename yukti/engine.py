@@ -3,7 +3,9 @@
 For each backend: prepare (timed, memory noted), run the whole evaluation set to compare with the
 reference backend and the labels in the terms of the model's task (yukti.metrics.infer_task), then
 time single calls at each batch size until both a time budget and a minimum call count are met.
-One tidy DataFrame comes back (schema: yukti.results; derived metrics: yukti.vocabulary).
+One tidy DataFrame comes back (schema: yukti.results; derived metrics: yukti.vocabulary). Every row
+carries the model's FLOP per sample and the host's FP32 FMA peak at its threads (yukti.roofline),
+from which the achieved GFLOP/s and the share of that peak are derived.
 
 The reference backend (ONNX's Python evaluator) is the baseline, not a contender: its outputs are
 computed once per model, inputs and options and kept in the artifact cache (`reference_outputs`),
@@ -27,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from yukti import curves, metrics, registry, results, validation, vocabulary
+from yukti import curves, metrics, registry, results, roofline, validation, vocabulary
 from yukti.datasets import Dataset
 from yukti.errors import InputError, YuktiError
 from yukti.model import Model
@@ -188,6 +190,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def _flop_per_sample_or_none(model: Model) -> int | None:
+    """The model's FLOP per sample (yukti.roofline), or None when it cannot be counted (no ONNX
+    form, a graph the IR refuses): the roofline columns are a convenience, never a reason to fail."""
+    if not model.has_onnx:
+        return None
+    try:
+        count = roofline.count_flop(model)
+    except Exception as exc:  # noqa: BLE001 - any failure to read the graph only loses gflops
+        log.info("no FLOP count for %s: %s: %s", model.name, type(exc).__name__, exc)
+        return None
+    if count.uncounted:
+        log.info("FLOP count of %s is a lower bound: %s not counted", model.name, ", ".join(count.uncounted))
+    return count.total
+
+
+def _peak_gflops_or_none(threads: int, device: object = "cpu") -> float | None:
+    """The host's FP32 FMA peak at `threads` (yukti.roofline); None off the CPU or when the clock is unknown."""
+    if not str(device or "cpu").lower().startswith("cpu"):
+        return None  # a GPU row's rate is not a share of the host CPU's peak
+    return roofline.host_peak_gflops(threads).gflops
+
+
 def _options_for(cls: type[Runner], threads: int, extra: dict[str, Any]) -> dict[str, Any]:
     """What `prepare` is called with: the reuse key (`Runner.resolve_options`, the one the chooser
     looks up) plus the common options (check_finite) `extra` sets."""
@@ -264,6 +288,8 @@ def benchmark(
         "dataset_synthetic": bool(dataset.synthetic) if dataset else True, "n_samples": len(eval_arrays[0]),
         "signal_class": dataset.signal_name if dataset is not None and dataset.class_names else None, "task": task,
         "timestamp": pd.Timestamp.now(tz="UTC"), **env,
+        # roofline facts: gflops and pct_of_peak derive from these (yukti.vocabulary)
+        "flop_per_sample": _flop_per_sample_or_none(model), "peak_gflops": _peak_gflops_or_none(threads),
     }
 
     run_file = results.new_run_path(None if store is True else store) if store else None
@@ -354,6 +380,8 @@ def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: i
     cls = registry.runner_class(name)
     opts = _options_for(cls, threads, extra)
     base = {"backend": name, "options": opts, "device": opts.get("device", "cpu")}
+    if base["device"] != "cpu":
+        base["peak_gflops"] = _peak_gflops_or_none(threads, base["device"])
     skipped = lambda status, why: [{**base, "batch_size": b, "status": status, "error": why} for b in batch_sizes]  # noqa: E731
     support = cls.supports(model)
     if not support:
@@ -370,6 +398,7 @@ def _measure_backend(name: str, model: Model, batch_sizes: list[int], threads: i
                    "rss_prepare_mb": _rss_mb() - rss_before}
         if "threads_effective" in runner.info:  # e.g. TensorFlow's pools, fixed when it started
             quality["threads"] = int(runner.info["threads_effective"])
+            quality["peak_gflops"] = _peak_gflops_or_none(quality["threads"], base["device"])
         # the reference's outputs on these inputs are the baseline's (cached): no second slow pass
         if name == REFERENCE_BACKEND:
             outputs = baseline.outputs

@@ -32,11 +32,13 @@ from yukti.cache import atomic_write_bytes
 # One row per model x backend x batch size. Units are in the column names; each metric's meaning,
 # unit and direction is in yukti.vocabulary. Columns may be added; renaming one needs an alias
 # there (`Metric.aliases`), which `load` and `from_asv` read as the new name.
+# flop_per_sample (the model's FLOP per sample) and peak_gflops (the host's FP32 FMA peak at the
+# row's threads, None off the CPU) are yukti.roofline's; gflops and pct_of_peak derive from them.
 COLUMNS = [
     "run_id", "model", "model_hash", "backend", "backend_version", "options", "status", "error",
     "batch_size", "threads", "device",
     "latency_p50_us", "latency_p90_us", "latency_p99_us", "latency_mean_us", "latency_std_us", "latency_native_p50_us",
-    "n_calls", "throughput_per_s",
+    "n_calls", "throughput_per_s", "flop_per_sample", "peak_gflops",
     "max_abs_diff", "mean_abs_diff", "argmax_agreement", "auc", "eff_at_bkg_1pct", "eff_at_bkg_10pct", "signal_class",
     "task", "reference_auc", "max_rel_error", "mean_rel_error", "resolution", "score_rel_error",
     "overflows", "overflow_layers",

@@ -101,6 +101,17 @@ def _auc_drop(frame: "pd.DataFrame", run_keys: Sequence[str]) -> "pd.Series":
     return _numeric(frame, "reference_auc") - _numeric(frame, "auc")
 
 
+def _gflops(frame: "pd.DataFrame", run_keys: Sequence[str]) -> "pd.Series":
+    """Achieved FP32 rate: FLOP per sample (yukti.roofline's count) x samples/s / 1e9."""
+    return _numeric(frame, "flop_per_sample") * _numeric(frame, "throughput_per_s") / 1e9
+
+
+def _pct_of_peak(frame: "pd.DataFrame", run_keys: Sequence[str]) -> "pd.Series":
+    """The achieved rate as a share of the host's FP32 FMA peak at the row's threads (`peak_gflops`)."""
+    peak = _numeric(frame, "peak_gflops")
+    return 100.0 * _numeric(frame, "gflops") / peak.where(peak > 0)
+
+
 _C, _R, _A = (CLASSIFICATION,), (REGRESSION,), (ANOMALY,)
 
 # The order is the order of tables and pickers. Derived metrics come after what they derive from.
@@ -113,6 +124,9 @@ METRICS: dict[str, Metric] = {m.column: m for m in [
     Metric("latency_std_us", "latency std", "µs", short="std µs", log=True),
     Metric("latency_native_p50_us", "native p50 latency", "µs", short="native p50 µs", log=True),
     Metric("throughput_per_s", "throughput", "samples/s", higher_is_better=True, short="samples/s", log=True),
+    # roofline: from the stored flop_per_sample and peak_gflops (yukti.roofline; the engine stores both)
+    Metric("gflops", "achieved FP32 rate", "GFLOP/s", higher_is_better=True, derive=_gflops, short="GFLOP/s", log=True),
+    Metric("pct_of_peak", "share of FP32 FMA peak", "%", higher_is_better=True, derive=_pct_of_peak, short="% peak"),
     Metric("prepare_s", "prepare time", "s", short="prepare s", log=True),
     Metric("artifact_bytes", "artifact size", "bytes", short="artifact B", log=True),
     Metric("peak_rss_mb", "peak RSS", "MB", short="peak MB"),

@@ -44,11 +44,14 @@ def test_suite_is_written_the_asv_way() -> None:
     classes = _benchmark_classes(suite)
     assert {c.__name__ for c in classes} >= {"Latency", "NativeLatency", "Accuracy", "Build", "ArtifactSize", "Call", "PrepareMemory"}
     kinds = set()
+    # every class but the kernel sweep measures models x backends through the one engine run
+    assert {c.__name__ for c in classes if not issubclass(c, suite._EngineRun)} == {"KernelSweep"}
     for cls in classes:
         assert len(cls.params) == len(cls.param_names), cls
-        assert cls.param_names[:2] == ["model", "backend"], cls
         assert cls.version == suite.SUITE_VERSION  # pinned: editing the suite keeps the history
-        assert cls.setup_cache is suite._EngineRun.setup_cache  # one shared engine run per asv run
+        if cls is not suite.KernelSweep:
+            assert cls.param_names[:2] == ["model", "backend"], cls
+            assert cls.setup_cache is suite._EngineRun.setup_cache  # one shared engine run per asv run
         for name, function in inspect.getmembers(cls, inspect.isfunction):
             kind = name.split("_", 1)[0]
             if kind in ("time", "track", "peakmem"):
@@ -156,12 +159,15 @@ def test_asv_check_and_quick_run_load_into_the_schema(tmp_path: Path) -> None:
            # (skipped the asv way), batch 1, a short engine budget.
            "YUKTI_ASV_MODELS": "jet_dnn", "YUKTI_ASV_BACKENDS": "onnxruntime,cpp,no_such_backend",
            "YUKTI_ASV_BATCHES": "1", "YUKTI_ASV_TIME_BUDGET": "0.05",
+           # the kernel sweep narrowed to 2 x 2 layers at one batch
+           "YUKTI_ASV_KERNEL_SIZES": "16,77", "YUKTI_ASV_KERNEL_BATCHES": "64", "YUKTI_ASV_KERNEL_BUDGET": "0.02",
            "YUKTI_ASV_CACHE": os.environ.get("YUKTI_CACHE_DIR") or str(tmp_path / "yukti-cache")}
     env.pop("PYTHONPATH", None)  # asv drops it for benchmarks anyway; keep asv's own imports clean
 
     _asv(["machine", "--yes", "--machine", "yukti-test"], tmp_path, env, 60)
     assert "No problems found" in _asv(["check", "--python=same"], tmp_path, env, 120)
-    selection = r"Latency\.track_latency_p50_us|Accuracy\.track_accuracy_drop|Build\.track_prepare_s|Call\.time_call|NativeLatency"
+    selection = (r"Latency\.track_latency_p50_us|Accuracy\.track_accuracy_drop|Build\.track_prepare_s|Call\.time_call|NativeLatency"
+                 r"|Roofline|PeakShare|KernelSweep")
     _asv(["run", "--python=same", "--quick", "--set-commit-hash", commit, "--machine", "yukti-test", "-b", selection],
          tmp_path, env, 240)
 
@@ -191,3 +197,64 @@ def test_asv_check_and_quick_run_load_into_the_schema(tmp_path: Path) -> None:
     values = dict(zip([p[1] for p in itertools.product(*params)], result.get_result_value(name, params)))
     assert values["'no_such_backend'"] != values["'no_such_backend'"]  # NaN: skipped
     assert values["'cpp'"] > 0
+
+    # the roofline numbers came back as metric columns; the kernel sweep is not a model x backend row.
+    # asv measures the installed yukti: `make test` installs this tree, a bare pytest run may find an
+    # older install, which skips them the asv way, as an older commit does.
+    installed = subprocess.run([sys.executable, "-c", "import yukti.roofline"], cwd=tmp_path, env=env,
+                               capture_output=True).returncode == 0
+    if installed:
+        assert (frame["gflops"] > 0).all() and (frame["pct_of_peak"] > 0).all()
+    else:
+        assert frame["gflops"].isna().all() and frame["pct_of_peak"].isna().all()
+    assert "ratio" not in frame.columns
+    name = "backends.KernelSweep.track_ratio"
+    params = result.get_result_params(name)
+    ratios = dict(zip(itertools.product(*params), result.get_result_value(name, params)))
+    assert sorted(ratios) == [(k, n, "64") for k in ("16", "77") for n in ("16", "77")]
+    assert all(r is not None and r > 0 for r in ratios.values()), ratios
+
+
+def test_roofline_benchmarks_track_the_engine_rates_or_skip() -> None:
+    suite = _load_suite()
+    cache = _cache()
+    cache["records"][("m", "cpp", 1)] = {**cache["records"][("m", "cpp", 1)], "gflops": 12.5, "pct_of_peak": 7.5}
+    rate, share = suite.Roofline(), suite.PeakShare()
+    rate.setup(cache, "m", "cpp", 1)
+    share.setup(cache, "m", "cpp", 1)
+    assert rate.track_gflops(cache, "m", "cpp", 1) == 12.5 and share.track_pct_of_peak(cache, "m", "cpp", 1) == 7.5
+    from yukti import vocabulary
+
+    assert suite.Roofline.track_gflops.unit == vocabulary.METRICS["gflops"].unit == "GFLOP/s"
+    assert suite.PeakShare.track_pct_of_peak.unit == vocabulary.METRICS["pct_of_peak"].unit == "%"
+    # an engine row without a FLOP count (older commit, unreadable graph) is a skip, not a failure
+    with pytest.raises(NotImplementedError, match="no FLOP count"):
+        suite.Roofline().setup(cache, "m", "reference", 1)
+    with pytest.raises(NotImplementedError, match="no share of peak"):
+        suite.PeakShare().setup(cache, "m", "reference", 1)
+
+
+def test_kernel_sweep_parameters_and_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    suite = _load_suite()
+    sweep = suite.KernelSweep
+    assert sweep.param_names == ["K", "N", "batch"]
+    assert sweep.params == [[3, 10, 16, 32, 64, 77, 128, 256]] * 2 + [[1, 64, 1024]]
+    assert sweep.track_ratio.unit == "cpp/onnxruntime"
+    # its own setup_cache: a separate function (asv keys it by line), not the engine run
+    assert sweep.setup_cache is not suite._EngineRun.setup_cache
+    module = suite._kernel_sweep_module()  # the script's grid is the suite's
+    assert tuple(sweep.params[0]) == module.SIZES and tuple(sweep.params[2]) == module.BATCHES
+    narrowed = _load_suite(monkeypatch, YUKTI_ASV_KERNEL_SIZES="16,77", YUKTI_ASV_KERNEL_BATCHES="64")
+    assert narrowed.KernelSweep.params == [[16, 77], [16, 77], [64]]
+
+    cache = {"refused": None, "cells": {(16, 77, 64): {"ratio": 0.5, "status": "ok", "error": None},
+                                        (77, 16, 64): {"ratio": None, "status": "error", "error": "cpp: error: boom"}}}
+    bench = sweep()
+    bench.setup(cache, 16, 77, 64)
+    assert bench.track_ratio(cache, 16, 77, 64) == 0.5
+    with pytest.raises(RuntimeError, match="boom"):  # asv: failed
+        sweep().setup(cache, 77, 16, 64)
+    with pytest.raises(NotImplementedError, match="not in this run's sweep"):  # asv: skipped
+        sweep().setup(cache, 3, 3, 1)
+    with pytest.raises(NotImplementedError, match="needs cpp"):
+        sweep().setup({"refused": "the kernel sweep needs cpp and onnxruntime (cpp: no compiler)", "cells": {}}, 16, 77, 64)

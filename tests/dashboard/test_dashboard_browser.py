@@ -29,6 +29,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "-
 PAGES = {
     "tradeoffs": '[data-testid="stPlotlyChart"] .main-svg',
     "throughput": '[data-testid="stPlotlyChart"] .main-svg',
+    "kernels": '[data-testid="stPlotlyChart"] .main-svg',
     "history": '[data-testid="stPlotlyChart"] .main-svg',
     "fidelity": '[data-testid="stPlotlyChart"] .main-svg',
     "precision": '[data-testid="stPlotlyChart"] .main-svg',
@@ -39,8 +40,9 @@ PAGES = {
 }
 # precision: a bounded global scan, no profile computed: four curves, the scan table's companion
 # charts (overflows per layer, the chosen type's range)
-EXPECTED_CHARTS = {"tradeoffs": 1, "throughput": 2, "history": 1, "fidelity": 2, "precision": 6, "choose": 0, "runs": 0,
-                   "measure": 0}
+# kernels: one ratio heatmap per batch size of the fixture sweep (1, 64, 1024)
+EXPECTED_CHARTS = {"tradeoffs": 1, "throughput": 2, "kernels": 3, "history": 1, "fidelity": 2, "precision": 6, "choose": 0,
+                   "runs": 0, "measure": 0}
 
 # The server is another process, so the fixture history reaches it through a sitecustomize that
 # replaces yukti.results.from_asv (asv itself is not run by these tests).
@@ -73,6 +75,9 @@ def server(fixture_store: Path, tmp_path: Path) -> Iterator[str]:
     import yukti.precision
 
     yukti.precision.write_scan(global_scan(), fixture_store)  # what `yukti scan` stores: the Precision page draws it
+    from test_dashboard_kernels import write_sweep_fixture
+
+    write_sweep_fixture(fixture_store)  # what benchmarks/kernel_sweep.py stores: the Kernels page draws it
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -131,7 +136,8 @@ def test_every_page_renders_in_chromium(server: str, tmp_path: Path) -> None:
                 assert exceptions.count() == 0, f"{name}: {exceptions.first.inner_text()}"
                 charts = page.locator('[data-testid="stPlotlyChart"]').count()
                 assert charts == EXPECTED_CHARTS[name], f"{name}: {charts} charts"
-                assert page.locator(".js-plotly-plot .scatterlayer .trace, .js-plotly-plot .barlayer .trace").count() \
+                assert page.locator(".js-plotly-plot .scatterlayer .trace, .js-plotly-plot .barlayer .trace, "
+                                    ".js-plotly-plot .heatmaplayer .hm").count() \
                     >= EXPECTED_CHARTS[name], f"{name}: charts without traces"
                 if name == "measure":  # the default model's data, described before anything is measured
                     assert page.locator('[data-testid="stDataFrame"]').count() == 1

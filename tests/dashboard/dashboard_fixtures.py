@@ -4,10 +4,15 @@ the reference is slowest), and chosen so each page has a definite answer to chec
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from pathlib import Path
 import pandas as pd
 from yukti import results
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 BATCHES = (1, 64, 1024)
 # backend: (options, p50 at batch 1 in µs, per-sample cost at large batch in µs, argmax agreement, auc)
@@ -71,3 +76,23 @@ def make_history() -> pd.DataFrame:
                              "throughput_per_s": batch / (p99 / 2 * 1e-6), "argmax_agreement": 1.0,
                              "commit_hash": sha, "commit_date": pd.Timestamp(date, tz="UTC")})
     return results.conform(pd.DataFrame(rows))
+
+
+def open_page(page: str, timeout: float = 180) -> "AppTest":
+    """The app under streamlit's AppTest, switched to `page` (app_pages/<page>.py), with no exception."""
+    from streamlit.testing.v1 import AppTest
+
+    from yukti.dashboard import APP_PATH
+
+    at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figures(at: "AppTest") -> list[dict]:
+    """The plotly figures on the page, as the JSON Streamlit sends to the browser."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+

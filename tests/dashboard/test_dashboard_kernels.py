@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from dashboard_fixtures import LATEST, make_run
+from dashboard_fixtures import LATEST, figures, make_run, open_page
 from yukti import results
-from yukti.dashboard import APP_PATH, data
+from yukti.dashboard import data
 
 SIZES = (3, 16, 77)
 BATCHES = (1, 64, 1024)
@@ -58,21 +57,6 @@ def write_sweep_fixture(store: Path, name: str = "20250301T100000-00000000000000
     path = folder / name
     (make_sweep() if frame is None else frame).to_parquet(path, index=False)
     return path
-
-
-def open_page(page: str, timeout: float = 180) -> AppTest:
-    at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
-    at.run()
-    at.switch_page(f"app_pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def figures(at: AppTest) -> list[dict]:
-    import json
-
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def array(values: object) -> np.ndarray:

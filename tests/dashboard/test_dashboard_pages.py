@@ -12,21 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import yukti
-from yukti.dashboard import APP_PATH
-
-
-def open_page(page: str, timeout: float = 180) -> AppTest:
-    at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
-    at.run()
-    at.switch_page(f"app_pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def figures(at: AppTest) -> list[dict]:
-    """The plotly figures on the page, as the JSON Streamlit sends to the browser."""
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+from dashboard_fixtures import figures, open_page
 
 
 def table_with(at: AppTest, *columns: str) -> pd.DataFrame:

@@ -351,8 +351,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not cls.has(Capability.EXPORT):
         raise YuktiError(f"backend {args.backend!r} has no standalone export")
     model = resolve_model(args.model)
-    # only given when asked: a backend's export may take no name
-    for path in cls.export(model, args.output, **({"name": args.name} if args.name else {})):
+    for path in cls.export(model, args.output):
         console.print(f"wrote {path}", markup=False)
     console.print(f"build: cmake -S {args.output} -B {args.output}/build && cmake --build {args.output}/build", markup=False)
     return 0
@@ -588,8 +587,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="zoo model name or .onnx path")
     export.add_argument("--backend", default="cpp", help="backend with an export (default: cpp)")
     export.add_argument("-o", "--output", required=True, help="output folder")
-    export.add_argument("--name", help="name of the files, library and symbols (default: the model's); "
-                                       "two exports linked into one program need different names")
     export.set_defaults(func=cmd_export)
     _subcommand(sub, "zoo", "list the zoo models").set_defaults(func=cmd_zoo)
     _subcommand(sub, "datasets", "list the datasets").set_defaults(func=cmd_datasets)

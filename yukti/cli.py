@@ -202,7 +202,7 @@ def _backend_option(text: str) -> tuple[str, str, Any]:
     match = re.fullmatch(r"([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)=(.*)", text, flags=re.DOTALL)
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r}: expected BACKEND.NAME=VALUE (e.g. fixed.precision='ap_fixed<16,6>', "
-                                         f"cpp.threads=2)")
+                                         f"onnxruntime.threads=2)")
     backend, name, raw = match.groups()
     try:
         value = json.loads(raw)

@@ -202,7 +202,7 @@ def _backend_option(text: str) -> tuple[str, str, Any]:
     match = re.fullmatch(r"([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)=(.*)", text, flags=re.DOTALL)
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r}: expected BACKEND.NAME=VALUE (e.g. fixed.precision='ap_fixed<16,6>', "
-                                         f"onnxruntime.threads=2)")
+                                         f"cpp.threads=2)")
     backend, name, raw = match.groups()
     try:
         value = json.loads(raw)
@@ -351,7 +351,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not cls.has(Capability.EXPORT):
         raise YuktiError(f"backend {args.backend!r} has no standalone export")
     model = resolve_model(args.model)
-    for path in cls.export(model, args.output):
+    # only given when asked: a backend's export may take no name
+    for path in cls.export(model, args.output, **({"name": args.name} if args.name else {})):
         console.print(f"wrote {path}", markup=False)
     console.print(f"build: cmake -S {args.output} -B {args.output}/build && cmake --build {args.output}/build", markup=False)
     return 0
@@ -403,6 +404,65 @@ def cmd_results(args: argparse.Namespace) -> int:
         first = run.iloc[0]
         console.print(results_table(run, shown(f"run {run_id} · {first['model']} · {first['dataset']} · {first['timestamp']}")))
     return 0
+
+
+SWEEP_EXIT_CODES = """exit codes:
+  0    every cell was measured (or its backend is unavailable/unsupported there)
+  2    usage error: a bad spec (the message names its line), an unreachable scheduler
+  3    internal error: an unexpected exception (traceback saved to a file; --debug prints it)
+  4    the sweep completed and every cell is stored, but some ended in error (--resume runs them again)
+  130  interrupted (Ctrl-C): finished cells are stored; --resume continues"""
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a sweep spec on Dask; exit 0 when every cell measured (or was unavailable/unsupported), 4 when
+    a cell ended in error (all stored), 130 after Ctrl-C (finished cells stored; --resume continues)."""
+    from yukti.sweep import INTERRUPTED_EXIT_CODE, SweepInterrupted, sweep
+
+    progress = not args.quiet and STDERR_IS_TERMINAL or args.progress
+    # With the progress bar on, the sweep prints its messages above it; without, they are printed here.
+    report = None if progress else (lambda message: err_console.print(shown(message), highlight=False))
+    try:
+        frame = sweep(args.spec, scheduler=args.scheduler, workers=args.workers, resume=args.resume, store=args.store,
+                      progress=progress, report=report)
+    except SweepInterrupted as exc:
+        err_console.print(Text.assemble(("interrupted: ", "yellow"), shown(str(exc))))
+        return INTERRUPTED_EXIT_CODE
+    except KeyboardInterrupt:
+        err_console.print(Text.assemble(("interrupted", "yellow"), " before any cell was measured"))
+        return INTERRUPTED_EXIT_CODE
+    varying = _varying_options(frame)
+    table = Table(title=shown(f"sweep {frame.attrs['sweep']} · {len(frame)} cells"))
+    columns = ["model", "backend", "options", "batch", "threads", "status", "p50 µs", "samples/s", "host", "runs"]
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("batch", "threads", "p50 µs", "samples/s", "runs") else "left")
+    for (_, row), options in zip(frame.iterrows(), varying):
+        status = str(row["status"])
+        table.add_row(shown(row["model"]), row["backend"], shown(options), str(row["batch_size"]), str(row["threads"]),
+                      Text(status, style="" if status == "ok" else "yellow"), _fmt(row["latency_p50_us"], 4),
+                      _fmt(row["throughput_per_s"], 4), shown(_fmt(row["host"])), str(row["attempts"]) if row["ran"] else "stored")
+    console.print(table)
+    for _, row in frame[frame["status"] == "error"].iterrows():
+        first = str(row["error"]).splitlines()[0] if isinstance(row["error"], str) else ""
+        console.print(Text.assemble(("error ", "yellow"), shown(f"cell {row['cell']} ({row['model']} · {row['backend']} · batch "
+                                                                f"{row['batch_size']}): {first}")))
+    ran = int(frame["ran"].sum())
+    errors = int((frame["status"] == "error").sum())
+    console.print(f"{len(frame)} cells: {ran} measured now, {len(frame) - ran} already stored, {errors} ended in error · "
+                  f"stored in {frame.attrs['store']}", style="dim", markup=False, highlight=False)
+    return ExitCode.BACKEND_ERRORS if errors else ExitCode.OK
+
+
+def _varying_options(frame: pd.DataFrame) -> list[str]:
+    """Per cell, the options that differ between cells of its backend (all resolved options are in the store)."""
+    parsed = [json.loads(text) for text in frame["options"]]
+    varying: dict[str, set[str]] = {}
+    for backend in set(frame["backend"]):
+        mine = [options for options, b in zip(parsed, frame["backend"]) if b == backend]
+        keys = set().union(*mine)
+        varying[backend] = {k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in mine}) > 1}
+    return [" ".join(f"{k}={options[k]}" for k in sorted(varying[b]) if k in options and k != "threads") or "—"
+            for options, b in zip(parsed, frame["backend"])]
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -587,9 +647,34 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="zoo model name or .onnx path")
     export.add_argument("--backend", default="cpp", help="backend with an export (default: cpp)")
     export.add_argument("-o", "--output", required=True, help="output folder")
+    export.add_argument("--name", help="name of the files, library and symbols (default: the model's); "
+                                       "two exports linked into one program need different names")
     export.set_defaults(func=cmd_export)
     _subcommand(sub, "zoo", "list the zoo models").set_defaults(func=cmd_zoo)
     _subcommand(sub, "datasets", "list the datasets").set_defaults(func=cmd_datasets)
+    sweep = _subcommand(sub, "sweep", "run a grid of models x backends x batch sizes x threads x options (SPEC.toml) on Dask",
+                        description="Expand SPEC.toml (models, backends, batch_sizes, threads, datasets, [options.BACKEND], "
+                                    "[timing]; see yukti.sweep) into cells and run each as a Dask task, on a local cluster "
+                                    "of worker processes sized to this machine or on --scheduler's cluster. Each cell's row "
+                                    "is stored as it finishes (sweep-NAME-CELL.parquet in the store); the spec is checked "
+                                    "before any cell runs. A cell whose worker dies or that fails is run once more, then "
+                                    "stored with status error and the reason. The Dask dashboard link is printed at start.")
+    sweep.epilog = SWEEP_EXIT_CODES
+    sweep.add_argument("spec", help="the sweep spec, a TOML file")
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run on this Dask scheduler (an address or a scheduler file) instead of a local cluster; its "
+                            "workers need a cores resource: dask worker tcp://HOST:PORT --nthreads 1 --resources cores=1")
+    sweep.add_argument("--workers", type=POSITIVE_INT.argparse,
+                       help="worker processes of the local cluster (default: physical cores // the grid's largest threads)")
+    sweep.add_argument("--resume", action="store_true",
+                       help="skip cells already stored by this sweep (same name) with a status other than error; "
+                            "cells that ended in error run again")
+    sweep.add_argument("--store", metavar="DIR",
+                       help="results store folder, shared by every worker (default: the results store, $YUKTI_RESULTS_DIR)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    _add_verbose(sweep)
+    sweep.set_defaults(func=cmd_sweep)
     res = _subcommand(sub, "results", "show stored results (unreadable files are skipped, counted and named)")
     res.add_argument("--last", type=POSITIVE_INT.argparse, default=1, help="how many runs (default 1)")
     res.add_argument("--model", help="only this model")

@@ -1,4 +1,4 @@
-"""A tiny CPython extension that calls a generated `infer` with array buffers.
+"""A tiny CPython extension that calls a generated `infer` (or `infer_threads`) with array buffers.
 
 ctypes costs about 7 us per call here (a ctypes object per array pointer plus argument
 conversion), several times the network itself at batch 1. This bridge takes the function address
@@ -21,18 +21,22 @@ BRIDGE_SOURCE = r"""
 #include <stdint.h>
 
 typedef int64_t (*infer_fn)(const float* const*, float* const*, int64_t);
+typedef int64_t (*infer_threads_fn)(const float* const*, float* const*, int64_t, int64_t);
 /* Tensors whose buffer views and pointers live on the stack; more (column input passes one array
    per feature) take one heap block, so there is no limit and the common call allocates nothing. */
 #define STACK_TENSORS 16
 #define GIL_RELEASE_BATCH 64
 
-/* call(address, inputs_tuple, outputs_tuple, batch) -> int64 returned by infer */
+/* call(address, inputs_tuple, outputs_tuple, batch[, threads]) -> int64 returned by the function:
+   infer(in, out, batch), or with threads infer_threads(in, out, batch, threads) */
 static PyObject* bridge_call(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 4) { PyErr_SetString(PyExc_TypeError, "call(address, inputs, outputs, batch)"); return NULL; }
-  infer_fn fn = (infer_fn)PyLong_AsVoidPtr(args[0]);
+  if (nargs != 4 && nargs != 5) { PyErr_SetString(PyExc_TypeError, "call(address, inputs, outputs, batch[, threads])"); return NULL; }
+  void* fn = PyLong_AsVoidPtr(args[0]);
   long long batch = PyLong_AsLongLong(args[3]);
+  long long threads = nargs == 5 ? PyLong_AsLongLong(args[4]) : 0;
   if (PyErr_Occurred()) return NULL;
   if (fn == NULL || batch < 0) { PyErr_SetString(PyExc_ValueError, "call needs a function address and a batch >= 0"); return NULL; }
+  if (nargs == 5 && threads < 1) { PyErr_SetString(PyExc_ValueError, "threads must be >= 1"); return NULL; }
   PyObject* ins = args[1];
   PyObject* outs = args[2];
   if (!PyTuple_Check(ins) || !PyTuple_Check(outs)) { PyErr_SetString(PyExc_TypeError, "inputs and outputs must be tuples"); return NULL; }
@@ -63,10 +67,12 @@ static PyObject* bridge_call(PyObject* self, PyObject* const* args, Py_ssize_t n
     int64_t rc;
     if (batch >= GIL_RELEASE_BATCH) {
       Py_BEGIN_ALLOW_THREADS
-      rc = fn(in_ptrs, out_ptrs, (int64_t)batch);
+      rc = nargs == 5 ? ((infer_threads_fn)fn)(in_ptrs, out_ptrs, (int64_t)batch, (int64_t)threads)
+                      : ((infer_fn)fn)(in_ptrs, out_ptrs, (int64_t)batch);
       Py_END_ALLOW_THREADS
     } else {
-      rc = fn(in_ptrs, out_ptrs, (int64_t)batch);
+      rc = nargs == 5 ? ((infer_threads_fn)fn)(in_ptrs, out_ptrs, (int64_t)batch, (int64_t)threads)
+                      : ((infer_fn)fn)(in_ptrs, out_ptrs, (int64_t)batch);
     }
     result = PyLong_FromLongLong((long long)rc);
   }
@@ -77,7 +83,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-  {"call", (PyCFunction)(void (*)(void))bridge_call, METH_FASTCALL, "call(address, inputs, outputs, batch)"},
+  {"call", (PyCFunction)(void (*)(void))bridge_call, METH_FASTCALL, "call(address, inputs, outputs, batch[, threads])"},
   {NULL, NULL, 0, NULL},
 };
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "yukti_bridge", NULL, -1, methods};

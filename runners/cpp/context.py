@@ -11,15 +11,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from yukti.runners.cpp import ir
+from yukti.runners.cpp.isa import DEFAULT as DEFAULT_ISA, Isa
 from yukti.safe_names import identifier
 
 
 @dataclass
 class EmitContext:
-    """What an emitter may ask about: tensor pointers, shapes and constants."""
+    """What an emitter may ask about: tensor pointers, shapes, constants and the target's vector ISA."""
 
     graph: ir.Graph
     pointers: dict[str, str]
+    # the target's vector width and register count (runners/cpp/isa.py): kernels size their blocks by it
+    # and use its vector type (isa.vector_type, isa.load) from the generated prelude
+    isa: Isa = DEFAULT_ISA
     constants: dict[str, tuple[bytes, np.ndarray]] = field(default_factory=dict)  # C identifier -> (bytes, values)
     constant_floats: int = 0  # all constants together, to bound the generated source
     _by_bytes: dict[bytes, str] = field(default_factory=dict, repr=False)  # equal constants share one array

@@ -4,16 +4,17 @@ Per-sample layout is (C, H, W) or (C, L); a 1-D convolution runs as a 2-D one wi
 
 Each sample is first copied into a zero-bordered buffer on the stack, so taps need no bounds
 checks; with a column stride s > 1 the copy also splits the columns by phase (column mod s), which
-makes every tap read unit-stride runs. Outputs are then computed in register blocks of `vf8`
-accumulators held across the whole (input channel, kh, kw) loop, with weights re-laid out at
+makes every tap read unit-stride runs. Outputs are then computed in register blocks of vector
+accumulators (`vfN`, N lanes: the target ISA's width, runners/cpp/isa.py, whose register count also
+bounds the blocks) held across the whole (input channel, kh, kw) loop, with weights re-laid out at
 generation time so each block reads them contiguously. Two block shapes, picked per layer by a
 small cost model:
 
-* spatial: MB output channels x V vectors of 8 neighbouring outputs along a row; each tap loads
+* spatial: MB output channels x V vectors of N neighbouring outputs along a row; each tap loads
   V input vectors and broadcasts MB weights. With unit row stride all rows run as one long "flat"
   row on the padded width (columns falling in the border are computed and dropped), otherwise row
   by row. Best for wide images, depthwise and 1-D convolutions.
-* channel: P output positions x V vectors of 8 output channels; each tap loads V weight vectors
+* channel: P output positions x V vectors of N output channels; each tap loads V weight vectors
   and broadcasts P inputs. Best for small images with many channels (no border waste).
 
 Every output is accumulated in its own lane, bias first and then the taps in (ci, kh, kw) order:
@@ -34,6 +35,7 @@ import numpy as np
 
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
+from yukti.runners.cpp.isa import Isa
 from yukti.runners.cpp.ops import emits, unsupported
 
 SCRATCH_LIMIT_FLOATS = 48 * 1024  # stack buffers of one Conv (192 KiB): padded input and one output block
@@ -103,26 +105,31 @@ def check_output_shape(node: ir.Node, ctx: EmitContext, y: str, channels: int, o
                                 f"onnxruntime gives {expected} (ceil_mode/auto_pad corner case)")
 
 
-LANES = 8  # floats per vf8 (codegen's vector type)
-REGISTERS = 16  # vector registers (AVX2); blocks are sized to stay in them
-MAX_ACCUMULATORS = 12
+RESERVED_REGISTERS = 4  # of the ISA's vector registers, kept for loaded vectors and broadcasts (12 of 16 accumulate)
 BLOCK_OVERHEAD = 24  # rough cycles per register block outside its tap loop (set-up, stores)
-UNALIGNED_LOAD = 1.5  # relative cost of an input vector load at any offset (about half cross a cache line)
 
 
-def _fits(a: int, b: int) -> bool:
+def unaligned_load(isa: Isa) -> float:
+    """Relative cost of an input vector load at any float offset: 1, plus the share of such loads
+    that cross a 64-byte cache line (about half for 8 lanes, nearly all for 16)."""
+    return 1.0 + (4 * isa.lanes - 4) / 64
+
+
+def _fits(a: int, b: int, isa: Isa) -> bool:
     """a broadcasts x b loaded vectors: a*b accumulators, b vectors kept, one broadcast in flight."""
-    return a * b <= MAX_ACCUMULATORS and (a == 1 or a * b + b + 1 <= REGISTERS - 1)
+    registers = isa.vector_registers
+    return a * b <= registers - RESERVED_REGISTERS and (a == 1 or a * b + b + 1 <= registers - 1)
 
 
-def _cover(rows_a: int, rows_b: int, k: int, vector_load: float) -> tuple[int, int, float]:
+def _cover(rows_a: int, rows_b: int, k: int, vector_load: float, isa: Isa) -> tuple[int, int, float]:
     """Best (a, b) block to cover rows_a x rows_b (remainders take smaller blocks) and its cost in
     cycles: per tap a*b FMAs, a broadcasts and b vector loads (each costing `vector_load`: more
     than 1 when unaligned, as the spatial blocks' input loads are), two of each per cycle."""
     best = (1, 1, float("inf"))
-    for a in range(1, min(rows_a, MAX_ACCUMULATORS) + 1):
-        for b in range(1, min(rows_b, MAX_ACCUMULATORS) + 1):
-            if not _fits(a, b):
+    most = isa.vector_registers - RESERVED_REGISTERS
+    for a in range(1, min(rows_a, most) + 1):
+        for b in range(1, min(rows_b, most) + 1):
+            if not _fits(a, b, isa):
                 continue
             (fa, ra), (fb, rb) = divmod(rows_a, a), divmod(rows_b, b)
             cost = 0.0
@@ -215,16 +222,18 @@ def emit_conv(node: ir.Node, ctx: EmitContext) -> str:  # noqa: C901
     extract = m_out * oh * ow  # outputs written once, from a buffer (spatial) or lane by lane (channel)
 
     # Cost (cycles per sample, rough) of each strategy; see _cover.
-    flat_vectors = -(-((oh - 1) * wq + ow) // LANES)
-    row_vectors = -(-ow // LANES)
+    isa = ctx.isa
+    lanes = isa.lanes
+    flat_vectors = -(-((oh - 1) * wq + ow) // lanes)
+    row_vectors = -(-ow // lanes)
     plans = []
     if sh == 1:
-        a, b, cost = _cover(mg, flat_vectors, k_total, UNALIGNED_LOAD)
+        a, b, cost = _cover(mg, flat_vectors, k_total, unaligned_load(isa), isa)
         plans.append((group * cost + extract * 0.5, "flat", a, b, flat_vectors))
-    a, b, cost = _cover(mg, row_vectors, k_total, UNALIGNED_LOAD)
+    a, b, cost = _cover(mg, row_vectors, k_total, unaligned_load(isa), isa)
     plans.append((group * oh * cost + extract * 0.5, "rows", a, b, row_vectors))
-    m_vectors = -(-mg // LANES)
-    a, b, cost = _cover(oh * ow, m_vectors, k_total, 1.0)
+    m_vectors = -(-mg // lanes)
+    a, b, cost = _cover(oh * ow, m_vectors, k_total, 1.0, isa)
     plans.append((group * cost + extract * 1.5, "channel", a, b, m_vectors))
 
     def padded_floats(mode: str, vectors: int) -> int:
@@ -232,12 +241,12 @@ def emit_conv(node: ir.Node, ctx: EmitContext) -> str:  # noqa: C901
         if mode == "channel":
             return channels * plane
         last_row = 0 if mode == "flat" else (oh - 1) * sh * wq
-        reach = (channels - 1) * plane + max(taps) + (kh - 1) * dh * wq + last_row + vectors * LANES
+        reach = (channels - 1) * plane + max(taps) + (kh - 1) * dh * wq + last_row + vectors * lanes
         return -(-max(channels * plane, reach) // 16) * 16
 
     def scratch(plan: tuple) -> int:  # padded input + the spatial blocks' output buffer
         _, mode, a, _, vectors = plan
-        return padded_floats(mode, vectors) + (0 if mode == "channel" else a * vectors * LANES)
+        return padded_floats(mode, vectors) + (0 if mode == "channel" else a * vectors * lanes)
 
     fitting = [plan for plan in plans if scratch(plan) <= SCRATCH_LIMIT_FLOATS]
     if not fitting:
@@ -248,13 +257,13 @@ def emit_conv(node: ir.Node, ctx: EmitContext) -> str:  # noqa: C901
     _, mode, a, b, vectors = min(fitting, key=lambda plan: plan[0])
     xp_floats = padded_floats(mode, vectors)
 
-    blocking = f"{a} positions x {b * LANES} channels" if mode == "channel" else f"{a} channels x {b * LANES} positions"
+    blocking = f"{a} positions x {b * lanes} channels" if mode == "channel" else f"{a} channels x {b * lanes} positions"
     lines = [f"// strategy: {mode}, register blocks of {blocking}",
              f"const float* x = {ctx.ptr(x)};", f"float* y = {ctx.ptr(y)};",
              f"alignas(64) float xp[{xp_floats}];",
              "std::memset(xp, 0, sizeof xp);  // padding stays zero; the input positions are rewritten per sample"]
     if mode != "channel":
-        lines.append(f"alignas(64) float ext[{a * vectors * LANES}];")
+        lines.append(f"alignas(64) float ext[{a * vectors * lanes}];")
     lines += ["for (int64_t n = 0; n < nb; ++n) {",
               f"  const float* xn = x + n * {channels * h * w};",
               f"  float* yn = y + n * {m_out * oh * ow};",
@@ -286,7 +295,8 @@ def _spatial_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: n
     cg, mg, kh, kw, dh, sh, wq, oh, ow = (g[k] for k in ("cg", "mg", "kh", "kw", "dh", "sh", "wq", "oh", "ow"))
     plane, taps = g["plane"], g["taps"]
     k_total = cg * kh * kw
-    ext_stride = vectors * LANES
+    t, load, lanes = ctx.isa.vector_type, ctx.isa.load, ctx.isa.lanes
+    ext_stride = vectors * lanes
     sizes = [(m0, min(mb, mg - m0)) for m0 in range(0, mg, mb)]
     parts = [weight[gi * mg + m0: gi * mg + m0 + size].transpose(1, 2, 3, 0).reshape(-1)
              for gi in range(group) for m0, size in sizes]
@@ -296,16 +306,16 @@ def _spatial_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: n
     def block(mbs: int, vs: int) -> list[str]:
         out = []
         for i in range(mbs):
-            init = f"vf8{{}} + {bt}[m + {i}]" if bt else "vf8{}"
-            out.append("vf8 " + ", ".join(f"a{i}_{j} = {init}" for j in range(vs)) + ";")
+            init = f"{t}{{}} + {bt}[m + {i}]" if bt else f"{t}{{}}"
+            out.append(f"{t} " + ", ".join(f"a{i}_{j} = {init}" for j in range(vs)) + ";")
         out.append("const float* wk = wb;")
         out.append(f"for (int64_t ci = 0; ci < {cg}; ++ci) {{")
         out.append(f"  const float* xc = xg + ci * {plane} + base + j0;")
         out.append(f"  for (int64_t r = 0; r < {kh}; ++r, wk += {kw * mbs}) {{")
         out.append(f"    const float* xr = xc + r * {dh * wq};")
         for s in range(kw):
-            loads = ", ".join(f"x{j} = load8(xr + {taps[s] + j * LANES})" for j in range(vs))
-            out.append(f"    {{ const vf8 {loads};")
+            loads = ", ".join(f"x{j} = {load}(xr + {taps[s] + j * lanes})" for j in range(vs))
+            out.append(f"    {{ const {t} {loads};")
             for i in range(mbs):
                 fmas = " ".join(f"a{i}_{j} += w * x{j};" for j in range(vs))
                 out.append(f"      {{ const float w = wk[{s * mbs + i}]; {fmas} }}")
@@ -314,12 +324,12 @@ def _spatial_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: n
         out.append("}")
         for i in range(mbs):
             for j in range(vs):
-                out.append(f"std::memcpy(ext + {i * ext_stride + j * LANES} + j0, &a{i}_{j}, sizeof(vf8));")
+                out.append(f"std::memcpy(ext + {i * ext_stride + j * lanes} + j0, &a{i}_{j}, sizeof({t}));")
         return out
 
     def channels_block(mbs: int) -> list[str]:
         out = [f"const int64_t m = g * {mg} + m0;", f"const float* wb = {wr} + m * {k_total};"]
-        out += _split(vectors * LANES, v * LANES, "j0", lambda step: block(mbs, step // LANES))
+        out += _split(vectors * lanes, v * lanes, "j0", lambda step: block(mbs, step // lanes))
         out.append(f"for (int64_t k = 0; k < {mbs}; ++k) {{")
         out.append(f"  const float* e = ext + k * {ext_stride};")
         if flat:
@@ -343,11 +353,12 @@ def _spatial_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: n
 
 def _channel_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: np.ndarray | None, group: int, g: dict[str, int],
                     pb: int, v: int, act: str) -> list[str]:
-    """P output positions x V vectors of 8 output channels (channels padded to whole vectors)."""
+    """P output positions x V vectors of output channels (channels padded to whole vectors)."""
     cg, mg, kh, kw, dh, sh, wq, oh, ow = (g[k] for k in ("cg", "mg", "kh", "kw", "dh", "sh", "wq", "oh", "ow"))
     plane, taps = g["plane"], g["taps"]
     k_total = cg * kh * kw
-    padded = -(-mg // LANES) * LANES
+    t, load, lanes = ctx.isa.vector_type, ctx.isa.load, ctx.isa.lanes
+    padded = -(-mg // lanes) * lanes
     wide = np.zeros((group, k_total, padded), np.float32)  # per group: (ci, kh, kw) x output channel
     wide[:, :, :mg] = weight.reshape(group, mg, k_total).transpose(0, 2, 1)
     wt = ctx.const_array(wide, f"{node.name}_W")
@@ -363,28 +374,28 @@ def _channel_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: n
         for i in range(ps):
             out.append(f"const int64_t b{i} = ((p0 + {i}) / {ow}) * {sh * wq} + (p0 + {i}) % {ow};")
         for j in range(vs):
-            init = f"load8({bt} + g * {padded} + c0 + {j * LANES})" if bt else "vf8{}"
-            out.append(f"const vf8 bias{j} = {init};")
+            init = f"{load}({bt} + g * {padded} + c0 + {j * lanes})" if bt else f"{t}{{}}"
+            out.append(f"const {t} bias{j} = {init};")
         for i in range(ps):
-            out.append("vf8 " + ", ".join(f"a{i}_{j} = bias{j}" for j in range(vs)) + ";")
+            out.append(f"{t} " + ", ".join(f"a{i}_{j} = bias{j}" for j in range(vs)) + ";")
         out.append(f"const float* wk = {wt} + g * {k_total * padded} + c0;")
         out.append(f"for (int64_t ci = 0; ci < {cg}; ++ci) {{")
         out.append(f"  const float* xc = xg + ci * {plane};")
         out.append(f"  for (int64_t r = 0; r < {kh}; ++r, wk += {kw * padded}) {{")
         out.append(f"    const float* xr = xc + r * {dh * wq};")
         for s in range(kw):
-            loads = ", ".join(f"w{j} = load8(wk + {s * padded + j * LANES})" for j in range(vs))
-            out.append(f"    {{ const vf8 {loads};")
+            loads = ", ".join(f"w{j} = {load}(wk + {s * padded + j * lanes})" for j in range(vs))
+            out.append(f"    {{ const {t} {loads};")
             for i in range(ps):
                 fmas = " ".join(f"a{i}_{j} += v * w{j};" for j in range(vs))
                 out.append(f"      {{ const float v = xr[b{i} + {taps[s]}]; {fmas} }}")
             out.append("    }")
         out.append("  }")
         out.append("}")
-        out.append(f"alignas(32) float lane[{LANES}];")
+        out.append(f"alignas(64) float lane[{lanes}];")
         for j in range(vs):
-            out.append(f"{{ const int64_t valid = std::min<int64_t>({LANES}, {mg} - (c0 + {j * LANES}));")
-            out.append(f"  float* yc = yn + (g * {mg} + c0 + {j * LANES}) * {pixels} + p0;")
+            out.append(f"{{ const int64_t valid = std::min<int64_t>({lanes}, {mg} - (c0 + {j * lanes}));")
+            out.append(f"  float* yc = yn + (g * {mg} + c0 + {j * lanes}) * {pixels} + p0;")
             for i in range(ps):
                 out.append(f"  std::memcpy(lane, &a{i}_{j}, sizeof lane);")
                 out.append(f"  for (int64_t l = 0; l < valid; ++l) "
@@ -393,7 +404,7 @@ def _channel_blocks(ctx: EmitContext, node: ir.Node, weight: np.ndarray, bias: n
         return out
 
     body = [f"for (int64_t g = 0; g < {group}; ++g) {{", f"  const float* xg = xp + g * {cg * plane};"]
-    inner = _split(padded, v * LANES, "c0", lambda step: _split(pixels, pb, "p0", lambda ps: block(ps, step // LANES)))
+    inner = _split(padded, v * lanes, "c0", lambda step: _split(pixels, pb, "p0", lambda ps: block(ps, step // lanes)))
     body += ["  " + line for line in inner]
     body.append("}")
     return body

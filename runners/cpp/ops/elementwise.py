@@ -41,7 +41,7 @@ def emit_elu(node: ir.Node, ctx: EmitContext) -> str:
 
 @emits("Sigmoid")
 def emit_sigmoid(node: ir.Node, ctx: EmitContext) -> str:
-    return _unary(node, ctx, "1.0f / (1.0f + std::exp(-v))")
+    return _unary(node, ctx, "1.0f / (1.0f + fast_exp(-v))")
 
 
 @emits("Tanh")

@@ -36,7 +36,7 @@ for (int64_t o = 0; o < nb * {outer}; ++o) {{
     for (int64_t j = 1; j < {length}; ++j) peak = std::max(peak, xs[j * {inner}]);
     float total = 0.0f;
     for (int64_t j = 0; j < {length}; ++j) {{
-      const float e = std::exp(xs[j * {inner}] - peak);
+      const float e = fast_exp(xs[j * {inner}] - peak);
       ys[j * {inner}] = e;
       total += e;
     }}

@@ -23,11 +23,12 @@ def _build(source: Path, build: Path, *options: str) -> Path:
     return next(build.glob("*_example"))
 
 
-def _run(program: Path, x: np.ndarray | list[np.ndarray], n_out: int, tmp: Path) -> np.ndarray:
+def _run(program: Path, x: np.ndarray | list[np.ndarray], n_out: int, tmp: Path, threads: int = 1) -> np.ndarray:
     """The example program reads each input's whole batch in turn from one file."""
     arrays = x if isinstance(x, list) else [x]
     (tmp / "in.bin").write_bytes(b"".join(np.ascontiguousarray(a, np.float32).tobytes() for a in arrays))
-    done = subprocess.run([str(program), str(tmp / "in.bin"), str(len(arrays[0])), str(tmp / "out.bin")], capture_output=True, text=True)
+    done = subprocess.run([str(program), str(tmp / "in.bin"), str(len(arrays[0])), str(tmp / "out.bin"), str(threads)],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return np.frombuffer((tmp / "out.bin").read_bytes(), np.float32).reshape(len(arrays[0]), n_out)
 
@@ -37,9 +38,13 @@ def test_export_builds_with_cmake_and_matches_onnxruntime(name, zoo_models, tmp_
     model = zoo_models[name]
     assert main(["export", name, "--backend", "cpp", "-o", str(tmp_path / "src")]) == 0
     files = sorted(p.name for p in (tmp_path / "src").iterdir())
-    assert files == ["CMakeLists.txt", "main.cpp", "model.cpp", "model.hpp"]
-    header = (tmp_path / "src" / "model.hpp").read_text()
-    assert "alignas(64) static constexpr float" in header
+    assert files == sorted(["CMakeLists.txt", "main.cpp", f"{name}.cpp", f"{name}.hpp"])
+    # the header declares the API (in the model's namespace) and defines no weights: the .cpp does
+    header = (tmp_path / "src" / f"{name}.hpp").read_text()
+    assert f"namespace yukti_{name} {{" in header and "inline int64_t infer_checked(" in header
+    assert "static constexpr float" not in header
+    assert "alignas(64) static constexpr float" in (tmp_path / "src" / f"{name}.cpp").read_text()
+    assert f"add_library(yukti::{name} ALIAS {name})" in (tmp_path / "src" / "CMakeLists.txt").read_text()
     program = _build(tmp_path / "src", tmp_path / "build")
     x = model.data.X[:97]  # more than one tile
     n_out = model.outputs[0].shape[1]
@@ -50,7 +55,8 @@ def test_export_builds_with_cmake_and_matches_onnxruntime(name, zoo_models, tmp_
 @pytest.mark.slow
 def test_zoo_under_address_and_undefined_sanitizers(zoo_models, tmp_path):
     """The generated code, built with -fsanitize=address,undefined, runs every zoo model at batch
-    1, a partial tile and several tiles without a sanitizer report (any report aborts: exit != 0)."""
+    1, a partial tile and several tiles (the last also split over two threads) without a sanitizer
+    report (any report aborts: exit != 0)."""
     for name, model in zoo_models.items():
         if name.endswith("_onnx"):
             continue
@@ -62,10 +68,26 @@ def test_zoo_under_address_and_undefined_sanitizers(zoo_models, tmp_path):
         for batch in (1, 5, 200):
             x = [a[:batch] for a in model.data.inputs] if model.data.inputs else model.data.X[:batch]
             expected = reference(x).reshape(batch, n_out)
-            np.testing.assert_allclose(_run(program, x, n_out, tmp_path) / np.maximum(np.abs(expected), 1),
-                                       expected / np.maximum(np.abs(expected), 1), atol=1e-4)
+            for threads in (1, 2) if batch == 200 else (1,):
+                np.testing.assert_allclose(_run(program, x, n_out, tmp_path, threads) / np.maximum(np.abs(expected), 1),
+                                           expected / np.maximum(np.abs(expected), 1), atol=1e-4)
 
 
 def test_export_refuses_an_unknown_backend_export(tmp_path, capsys, jet_dnn):
     assert main(["export", "jet_dnn", "--backend", "onnxruntime", "-o", str(tmp_path)]) == 2
     assert "has no standalone export" in capsys.readouterr().out
+
+
+def test_export_name_sets_files_target_and_symbols(jet_dnn, tmp_path):
+    """--name renames an export (two models of one name can then link into one program); any text
+    becomes an identifier first, and a name CMake reserves for its own targets gets a suffix."""
+    from yukti.runners.cpp.export import export_name
+
+    assert main(["export", "jet_dnn", "--backend", "cpp", "--name", "l1 trigger/jets", "-o", str(tmp_path / "a")]) == 0
+    stem = export_name(jet_dnn, "l1 trigger/jets")
+    assert stem.startswith("l1_trigger_jets") and stem.isidentifier()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(["CMakeLists.txt", "main.cpp", f"{stem}.cpp", f"{stem}.hpp"])
+    assert f"namespace yukti_{stem} {{" in (tmp_path / "a" / f"{stem}.hpp").read_text()
+    assert f'#include "{stem}.hpp"' in (tmp_path / "a" / f"{stem}.cpp").read_text()
+    assert "l1 trigger/jets" not in (tmp_path / "a" / "CMakeLists.txt").read_text()
+    assert export_name(jet_dnn, "test") == "test_model" and export_name(jet_dnn) == "jet_dnn"

@@ -1,0 +1,135 @@
+"""The target's vector ISA, as the compiler sees it for a `-march` (and any other -m target flags).
+
+The generated C++ uses GCC/Clang vector extensions (portable: a compiler splits a vector wider than
+the target's registers), but its blocking is only right for one width: accumulators must fill the
+registers without spilling. So the width and the register count are read from the compiler that
+will build the code, with the flags it will get: `c++ -march=M -dM -E -x c++ /dev/null` lists the
+predefined macros (__AVX512F__, __AVX2__, __FMA__, __ARM_NEON, ...). march=None is the compiler's
+default target (x86-64: SSE2 only).
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from yukti.toolchain import compiler_version, find_compiler
+
+
+@dataclass(frozen=True)
+class Isa:
+    """What code generation needs to know about the target: `lanes` float32 per vector register,
+    `vector_registers` architectural vector registers, and whether a fused multiply-add exists."""
+
+    name: str
+    lanes: int
+    vector_registers: int
+    fma: bool
+
+    @property
+    def vector_type(self) -> str:
+        """The C++ vector type of the generated prelude (codegen.py) for this width."""
+        return f"vf{self.lanes}"
+
+    @property
+    def load(self) -> str:
+        """The prelude's unaligned load of one vector from a float pointer."""
+        return f"load{self.lanes}"
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.lanes} x float32 lanes, {self.vector_registers} vector registers{', FMA' if self.fma else ''})"
+
+
+AVX512 = Isa("avx512", 16, 32, True)
+AVX2 = Isa("avx2", 8, 16, True)
+AVX = Isa("avx", 8, 16, False)  # Sandy/Ivy Bridge: 256-bit, no FMA
+SSE2 = Isa("sse2", 4, 16, False)
+NEON = Isa("neon", 4, 32, True)
+GENERIC = Isa("generic", 4, 16, False)  # no SIMD the probe recognises: the compiler splits vf4 as it can
+DEFAULT = AVX2  # what the generator assumed before it asked the compiler: used when no ISA is given
+
+
+def from_macros(macros: Iterable[str]) -> Isa:
+    """The ISA a set of predefined macro names implies (the widest vector extension wins)."""
+    defined = set(macros)
+    x86_64 = "__x86_64__" in defined
+    if "__AVX512F__" in defined:
+        # AVX-512F has FMA by definition; 32-bit x86 keeps only 8 vector registers
+        return AVX512 if x86_64 else replace(AVX512, vector_registers=8)
+    if "__AVX__" in defined:
+        avx = AVX2 if "__AVX2__" in defined else AVX
+        return replace(avx, fma="__FMA__" in defined, vector_registers=16 if x86_64 else 8)
+    if "__ARM_NEON" in defined or "__ARM_NEON__" in defined:
+        # AArch64 has 32 128-bit registers (v0-v31); 32-bit ARM has 16 (q0-q15)
+        aarch64 = "__aarch64__" in defined
+        return replace(NEON, vector_registers=32 if aarch64 else 16,
+                       fma=aarch64 or "__ARM_FEATURE_FMA" in defined)
+    if "__SSE2__" in defined:
+        return SSE2 if x86_64 else replace(SSE2, vector_registers=8)
+    return GENERIC
+
+
+def target_flags(flags: Iterable[str]) -> tuple[str, ...]:
+    """The flags of a build that can change the target ISA (-m...: -mavx512f, -mno-avx2, -mcpu=...)."""
+    return tuple(f for f in flags if f.startswith("-m"))
+
+
+def detect(march: str | None = "native", flags: Iterable[str] = (), *, compiler: str | None = None) -> Isa:
+    """The vector ISA `compiler` (default: the one the cpp backend builds with) targets with
+    `-march=<march>` and `flags` (only -m flags count; see `target_flags`). Cached per compiler,
+    its version, march and flags. A probe that fails (no compiler, a flag it rejects) answers
+    DEFAULT: the build with the same flags then fails and reports the compiler's own message."""
+    cxx = compiler or find_compiler()
+    if cxx is None:
+        return DEFAULT
+    return _probe(cxx, compiler_version(cxx), march or None, target_flags(flags))
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(cxx: str, version: str, march: str | None, flags: tuple[str, ...]) -> Isa:  # noqa: ARG001 - version: cache key
+    command = [cxx, *([f"-march={march}"] if march else []), *flags, "-dM", "-E", "-x", "c++", "/dev/null"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return DEFAULT
+    if done.returncode != 0:
+        return DEFAULT
+    names = (line.split()[1] for line in done.stdout.splitlines() if line.startswith("#define ") and len(line.split()) > 1)
+    return from_macros(names)
+
+
+def vector_prelude(isa: Isa) -> str:
+    """The C++ lines that define the generated code's vector type and its load, for `isa`."""
+    t, n = isa.vector_type, isa.lanes
+    return f"""// A vector of {n} floats (GCC/Clang vector extension), the width of the target ({isa.name}):
+// explicit accumulators stay in registers.
+typedef float {t} __attribute__((vector_size({4 * n})));
+inline {t} {isa.load}(const float* p) {{
+  {t} v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}}
+
+// exp(x) without a libm call (a call per value keeps a loop scalar, and costs more than the
+// dense layers of a small net at batch 1): Cephes' expf range reduction and degree-6 polynomial,
+// within 2 ulp of std::exp; the clamp keeps 2^n a normal float (results saturate near 1.2e-38
+// and 2.4e38). Used where the argument is bounded in practice (softmax after the peak shift,
+// sigmoid); the Exp operator keeps std::exp for its infinities.
+inline float fast_exp(float x) {{
+  x = std::min(std::max(x, -87.3365448f), 88.3762626f);
+  const float n = std::floor(x * 1.44269504f + 0.5f);
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}}"""

@@ -37,8 +37,9 @@ if(CMAKE_SOURCE_DIR STREQUAL CMAKE_CURRENT_SOURCE_DIR AND NOT CMAKE_BUILD_TYPE)
   set(CMAKE_BUILD_TYPE Release)
 endif()
 # The kernels were generated for {generated_for}, whose vector ISA sets their width and blocking: {target}.
-set(YUKTI_MARCH "{march}" CACHE STRING "-march= of the build: what the code was generated for (empty: the compiler's default target)")
-option(YUKTI_NATIVE "build with -march=YUKTI_MARCH (OFF: the compiler's default target; the code still builds and agrees)" ON)
+# One variable per model: models exported for different targets link into one program.
+set(YUKTI_{project}_MARCH "{march}" CACHE STRING "-march= of {project}: what its code was generated for (empty: the compiler's default target)")
+option(YUKTI_NATIVE "build each model with its -march=YUKTI_<model>_MARCH (OFF: the compiler's default target; the code still builds and agrees)" ON)
 option(YUKTI_SANITIZE "build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
 find_package(Threads REQUIRED)  # the worker pool of infer(..., threads)
 
@@ -49,8 +50,8 @@ target_compile_features({project} PUBLIC cxx_std_17)
 set_target_properties({project} PROPERTIES POSITION_INDEPENDENT_CODE ON)  # links into shared libraries too
 target_compile_options({project} PRIVATE -O3 -fno-math-errno)
 target_link_libraries({project} PUBLIC Threads::Threads)
-if(YUKTI_NATIVE AND YUKTI_MARCH)
-  target_compile_options({project} PRIVATE -march=${{YUKTI_MARCH}})
+if(YUKTI_NATIVE AND YUKTI_{project}_MARCH)
+  target_compile_options({project} PRIVATE -march=${{YUKTI_{project}_MARCH}})
 endif()
 
 if(CMAKE_SOURCE_DIR STREQUAL CMAKE_CURRENT_SOURCE_DIR)

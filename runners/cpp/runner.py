@@ -165,15 +165,16 @@ class CppRunner(Runner):
 
     # -- beyond the contract -------------------------------------------------------------------
     @classmethod
-    def export(cls, model: Model, directory: Any, *, name: str | None = None) -> list[Any]:
+    def export(cls, model: Model, directory: Any, *, name: str | None = None, march: str | None = "native") -> list[Any]:
         """Standalone sources + CMakeLists.txt + example main.cpp (see runners/cpp/export.py); `name`
-        (default: the model's) names the files, the CMake target and the symbols."""
+        (default: the model's) names the files, the CMake target and the symbols; `march` the
+        target the kernels are blocked for and built with (None: the compiler's default target)."""
         from yukti.runners.cpp.export import export
 
         support = cls.supports(model)
         if not support:
             raise UnsupportedModelError(f"backend 'cpp' cannot export model {model.name!r}: {support.describe()}")
-        return export(model, directory, name=name)
+        return export(model, directory, name=name, march=march)
 
     def time_native(self, inputs: list[np.ndarray], n_calls: int, *, min_group_ns: int = 2000) -> np.ndarray:
         """Per-call nanoseconds measured natively (no Python in the loop), one value per timed group.

@@ -91,3 +91,15 @@ def test_export_name_sets_files_target_and_symbols(jet_dnn, tmp_path):
     assert f'#include "{stem}.hpp"' in (tmp_path / "a" / f"{stem}.cpp").read_text()
     assert "l1 trigger/jets" not in (tmp_path / "a" / "CMakeLists.txt").read_text()
     assert export_name(jet_dnn, "test") == "test_model" and export_name(jet_dnn) == "jet_dnn"
+
+
+def test_export_march_sets_the_blocking_and_the_build_target(jet_dnn, tmp_path):
+    """--march x86-64-v3 (any AVX2 machine): the kernels are generated 8 lanes wide, and the CMake
+    variable of this model (one per model: exports for different targets link together) says so;
+    a value that is not a -march= word is refused before anything is written."""
+    assert main(["export", "jet_dnn", "--backend", "cpp", "--march", "x86-64-v3", "-o", str(tmp_path / "a")]) == 0
+    cmake = (tmp_path / "a" / "CMakeLists.txt").read_text()
+    assert 'set(YUKTI_jet_dnn_MARCH "x86-64-v3"' in cmake
+    assert "vf8" in (tmp_path / "a" / "jet_dnn.cpp").read_text() and "vf16" not in (tmp_path / "a" / "jet_dnn.cpp").read_text()
+    assert main(["export", "jet_dnn", "--backend", "cpp", "--march", "x; rm -rf /", "-o", str(tmp_path / "b")]) != 0
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())

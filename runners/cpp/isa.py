@@ -132,4 +132,46 @@ inline float fast_exp(float x) {{
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
+}}
+
+// fast_exp on a whole vector, step for step (floor as truncation corrected where it rounded up).
+typedef int32_t vi{n} __attribute__((vector_size({4 * n})));
+typedef uint32_t vu{n} __attribute__((vector_size({4 * n})));
+inline {t} fast_exp(const {t} v) {{
+  const {t} lo = {t}{{}} - 87.3365448f, hi = {t}{{}} + 88.3762626f;
+  {t} x = v < lo ? lo : v;
+  x = x > hi ? hi : x;
+  const {t} f = x * 1.44269504f + 0.5f;
+  vi{n} whole = __builtin_convertvector(f, vi{n});
+  whole += __builtin_convertvector(whole, {t}) > f;  // true is -1
+  const {t} k = __builtin_convertvector(whole, {t});
+  const {t} r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
+  {t} p = {t}{{}} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const vu{n} bits = (vu{n})(whole + 127) << 23;
+  {t} scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}}
+
+// y[i] = fast_exp(y[i]) for i < count: whole vectors, then the rest as one partial vector (no
+// value-by-value tail: at batch 1 a softmax row is shorter than a vector).
+inline void fast_exp_span(float* y, int64_t count) {{
+  int64_t i = 0;
+  for (; i + {n} <= count; i += {n}) {{
+    const {t} e = fast_exp({isa.load}(y + i));
+    std::memcpy(y + i, &e, sizeof e);
+  }}
+  if (i < count) {{
+    alignas({4 * n}) float rest[{n}] = {{}};
+    for (int64_t j = 0; j < count - i; ++j) rest[j] = y[i + j];
+    const {t} e = fast_exp({isa.load}(rest));
+    std::memcpy(rest, &e, sizeof e);
+    for (int64_t j = 0; j < count - i; ++j) y[i + j] = rest[j];
+  }}
 }}"""

@@ -17,6 +17,7 @@ TRADEOFFS = st.Page("app_pages/tradeoffs.py", title="Trade-offs", icon=":materia
 PAGES = [
     TRADEOFFS,
     st.Page("app_pages/throughput.py", title="Throughput", icon=":material/show_chart:", url_path="throughput"),
+    st.Page("app_pages/hosts.py", title="Hosts", icon=":material/dns:", url_path="hosts"),
     st.Page("app_pages/kernels.py", title="Kernels", icon=":material/grid_on:", url_path="kernels"),
     st.Page("app_pages/history.py", title="History", icon=":material/history:", url_path="history"),
     st.Page("app_pages/fidelity.py", title="Fidelity", icon=":material/target:", url_path="fidelity"),

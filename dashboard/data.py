@@ -130,6 +130,74 @@ def available_metrics(frame: pd.DataFrame, candidates: Iterable[str] | None = No
     return [c for c in columns if c in frame.columns and pd.to_numeric(frame[c], errors="coerce").notna().any()]
 
 
+# -- hosts: one store measured on several machines (a sweep) ------------------------------------------
+# A host is what its rows say of it (yukti.environment): host name, CPU model and core count, so two
+# machines that share a host name (containers often do) stay apart. Rows without them (stored by
+# another tool) form one "unknown host".
+HOST_COLUMNS = ["host", "cpu", "cpu_cores"]
+
+
+def host_label(host: object, cpu: object, cores: object) -> str:
+    """"hostname · CPU model · N cores", the name of one machine on the dashboard."""
+    name = str(host) if _given(host) else "unknown host"
+    model = str(cpu) if _given(cpu) else "unknown CPU"
+    count = pd.to_numeric(pd.Series([cores]), errors="coerce").iloc[0]
+    return f"{name} · {model} · {f'{int(count)} cores' if pd.notna(count) else '? cores'}"
+
+
+def _given(value: object) -> bool:
+    return not (value is None or (not isinstance(value, str) and pd.isna(value))) and str(value).strip() != ""
+
+
+def host_labels(frame: pd.DataFrame) -> pd.Series:
+    """`host_label` of every row (aligned with `frame`)."""
+    columns = [frame[c] if c in frame.columns else pd.Series(None, index=frame.index, dtype=object) for c in HOST_COLUMNS]
+    keys = list(zip(*(c.astype(object).tolist() for c in columns)))
+    names = {key: host_label(*key) for key in set(keys)}  # a store holds many rows, few hosts
+    return pd.Series([names[key] for key in keys], index=frame.index, dtype=object)
+
+
+def hosts(frame: pd.DataFrame) -> list[str]:
+    """The hosts that measured something successfully, by `host_label`."""
+    return sorted(host_labels(ok_rows(frame)).unique().tolist())
+
+
+def on_hosts(frame: pd.DataFrame, chosen: Iterable[str]) -> pd.DataFrame:
+    """The rows measured on the `chosen` hosts (`host_label`s)."""
+    return frame[host_labels(frame).isin(list(chosen))]
+
+
+def short_host_names(labels: Iterable[str]) -> dict[str, str]:
+    """host label -> the host name alone where that tells the hosts apart, else the whole label."""
+    labels = sorted(set(labels))
+    names = {label: label.split(" · ", 1)[0] for label in labels}
+    return names if len(set(names.values())) == len(labels) else {label: label for label in labels}
+
+
+def latest_per_host(frame: pd.DataFrame, keys: Sequence[str] = CONFIG_KEYS) -> pd.DataFrame:
+    """`latest`, kept apart per host (column `host_label`): one host's run never stands for
+    another's. Where rows of several hosts remain, each `label` names its host too, so a line or a
+    point on a chart is one configuration on one machine."""
+    rows = latest(frame.assign(host_label=host_labels(frame)), [*keys, "host_label"])
+    if rows["host_label"].nunique() > 1:
+        short = short_host_names(rows["host_label"])
+        rows["label"] = rows["label"] + " · " + rows["host_label"].map(short)
+    return rows
+
+
+def host_comparison(frame: pd.DataFrame, model: str, batch_size: int) -> pd.DataFrame:
+    """`model` at `batch_size` on every host, side by side: the latest successful run of each
+    backend configuration (`label`) per host (`host_label`), with `vs_fastest_host`, its p50
+    latency over the lowest p50 of that configuration on any host (1: this host is the fastest)."""
+    rows = frame[(frame["model"] == model) & (pd.to_numeric(frame["batch_size"], errors="coerce") == batch_size)]
+    rows = latest(rows.assign(host_label=host_labels(rows)), [*CONFIG_KEYS, "host_label"])
+    if rows.empty:
+        return rows.assign(vs_fastest_host=pd.Series(dtype=float))
+    p50 = pd.to_numeric(rows["latency_p50_us"], errors="coerce")
+    rows["vs_fastest_host"] = p50 / p50.groupby(rows["label"]).transform("min")
+    return rows.sort_values(["label", "host_label"], kind="stable").reset_index(drop=True)
+
+
 # -- Pareto front -----------------------------------------------------------------------------------
 
 def pareto(frame: pd.DataFrame, objectives: Sequence[str]) -> pd.DataFrame:

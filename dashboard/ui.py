@@ -79,6 +79,21 @@ def pick_model(frame: pd.DataFrame, key: str) -> str:
     return st.sidebar.selectbox("Model", names, key=f"{key}_model")
 
 
+def pick_hosts(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows of the hosts picked in the sidebar (all of them by default), for the pages where
+    numbers of different machines side by side would mislead. No selector when one host measured
+    everything; with none picked, the page stops and says so."""
+    names = data.hosts(frame)
+    if len(names) < 2:
+        return frame
+    chosen = st.sidebar.multiselect("Hosts", names, default=names, key=f"{key}_hosts",
+                                    help="hostname · CPU model · cores, as each run recorded them")
+    if not chosen:
+        st.warning("Pick at least one host in the sidebar.")
+        st.stop()
+    return data.on_hosts(frame, chosen)
+
+
 def pick_batch(frame: pd.DataFrame, model: str, key: str, default: int = 1) -> int:
     sizes = data.batch_sizes(frame[frame["model"] == model])
     index = sizes.index(default) if default in sizes else 0

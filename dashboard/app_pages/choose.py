@@ -10,6 +10,7 @@ ui.page_header("Choose", "Constraints → the backends that meet them on the sto
                "and the Python that runs the winner.")
 frame = ui.results_frame()
 ui.require_results(frame)
+frame = ui.pick_hosts(frame, "choose")
 
 left, middle, right = st.columns(3)
 with left:

@@ -10,9 +10,10 @@ from yukti.dashboard import charts, data, ui
 ui.page_header("Throughput", "Samples per second against batch size (log-log); hover for the per-call latency.")
 frame = ui.results_frame()
 ui.require_results(frame)
+frame = ui.pick_hosts(frame, "throughput")
 
 model = ui.pick_model(frame, "throughput")
-rows = data.latest(frame)
+rows = data.latest_per_host(frame)
 rows = rows[rows["model"] == model].sort_values(["label", "batch_size"])
 hover = ["latency_p50_us", "latency_p99_us", "latency_native_p50_us", "n_calls"]
 

@@ -10,11 +10,12 @@ ui.page_header("Trade-offs", "Latency (log scale) against accuracy loss, one poi
                "Points on the Pareto front are those no other backend beats on both.")
 frame = ui.results_frame()
 ui.require_results(frame)
+frame = ui.pick_hosts(frame, "tradeoffs")
 
 model = ui.pick_model(frame, "tradeoffs")
 batch = ui.pick_batch(frame, model, "tradeoffs")
 latency = st.sidebar.radio("Latency", ["latency_p99_us", "latency_p50_us"], format_func=data.metric_label, key="tradeoffs_latency")
-rows = data.latest(frame)
+rows = data.latest_per_host(frame)
 rows = rows[(rows["model"] == model) & (rows["batch_size"] == batch)]
 # the losses of the task(s) measured: accuracy and AUC drop for classifiers, errors for regression
 losses = data.available_metrics(rows, LOSSES) or ["accuracy_drop"]

@@ -5,6 +5,7 @@
     run = yukti.runner("onnxruntime", model)  # prepared and callable
     df = yukti.benchmark(model)               # every available backend, one tidy DataFrame
     scan = yukti.scan(model, max_auc_drop=0.005)  # fixed-point precisions against the physics (yukti.precision)
+    cells = yukti.sweep("grid.toml")          # a grid of models x backends x options on Dask (yukti.sweep)
 
 Importing yukti never imports a backend's framework: runners load on demand.
 """
@@ -28,6 +29,7 @@ from yukti.registry import available_backends, backends, register, runner, runne
 from yukti.options import Option, OptionError
 from yukti.precision import profile, scan
 from yukti.runner import BackendInfo, Capability, CapabilityError, Runner, RunnerInfo, Support
+from yukti.sweep import sweep  # the module stays importable as `from yukti.sweep import ...`
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,6 @@ __all__ = [
     "OptionError", "RunnerInfo", "Choice", "ConstraintCheck", "Dataset", "InputError", "Model", "ModelLoadError",
     "Runner", "Support", "TensorSpec", "TimingPolicy", "UnknownBackendError", "UnknownNameError",
     "NoBackendMeetsConstraints", "Session", "UnsupportedModelError", "YuktiError", "available_backends", "backends",
-    "benchmark", "choose", "datasets", "load", "pareto", "profile", "scan",
+    "benchmark", "choose", "datasets", "load", "pareto", "profile", "scan", "sweep",
     "register", "results", "runner", "runner_class", "unregister", "zoo",
 ]

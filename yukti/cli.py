@@ -1,4 +1,4 @@
-"""The `yukti` command: backends, check, bench, choose, scan, export, zoo, datasets, results, cache.
+"""The `yukti` command: backends, check, bench, choose, scan, sweep, export, zoo, datasets, results, cache.
 
 Longer than 400 lines on purpose: every subcommand's parser, its printing and the shared exit
 codes, warnings and stream handling (quiet frameworks, store warnings) live together, so that
@@ -351,8 +351,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not cls.has(Capability.EXPORT):
         raise YuktiError(f"backend {args.backend!r} has no standalone export")
     model = resolve_model(args.model)
-    # only given when asked: a backend's export may take no name
-    for path in cls.export(model, args.output, **({"name": args.name} if args.name else {})):
+    # only given when asked: a backend's export may take neither
+    given = {key: value for key, value in (("name", args.name), ("march", args.march)) if value}
+    for path in cls.export(model, args.output, **given):
         console.print(f"wrote {path}", markup=False)
     console.print(f"build: cmake -S {args.output} -B {args.output}/build && cmake --build {args.output}/build", markup=False)
     return 0
@@ -649,22 +650,33 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="output folder")
     export.add_argument("--name", help="name of the files, library and symbols (default: the model's); "
                                        "two exports linked into one program need different names")
+    export.add_argument("--march", help="target of the kernels' blocking and of the build, a -march= value "
+                                        "(default: native, this machine; e.g. x86-64-v3 for any AVX2 machine)")
     export.set_defaults(func=cmd_export)
     _subcommand(sub, "zoo", "list the zoo models").set_defaults(func=cmd_zoo)
     _subcommand(sub, "datasets", "list the datasets").set_defaults(func=cmd_datasets)
     sweep = _subcommand(sub, "sweep", "run a grid of models x backends x batch sizes x threads x options (SPEC.toml) on Dask",
-                        description="Expand SPEC.toml (models, backends, batch_sizes, threads, datasets, [options.BACKEND], "
-                                    "[timing]; see yukti.sweep) into cells and run each as a Dask task, on a local cluster "
-                                    "of worker processes sized to this machine or on --scheduler's cluster. Each cell's row "
-                                    "is stored as it finishes (sweep-NAME-CELL.parquet in the store); the spec is checked "
-                                    "before any cell runs. A cell whose worker dies or that fails is run once more, then "
-                                    "stored with status error and the reason. The Dask dashboard link is printed at start.")
+                        description="Expand SPEC.toml into cells (model x backend x batch size x threads x options x dataset)\n"
+                                    "and run each as a Dask task, on a local cluster of worker processes sized to this machine\n"
+                                    "or on --scheduler's cluster. The spec is checked before any cell runs. Each cell's row is\n"
+                                    "stored as it finishes (sweep-NAME-CELL.parquet in the store). A cell whose worker dies or\n"
+                                    "that fails is run once more, then stored with status error and the reason. The Dask\n"
+                                    "dashboard link is printed first. A spec (all keys: the docstring of yukti/sweep.py):\n\n"
+                                    '  name = "jets-2026"                    # default: the file name\n'
+                                    '  models = ["jet_dnn", "tagger.onnx"]   # zoo names or .onnx paths\n'
+                                    '  backends = ["cpp", "onnxruntime"]\n'
+                                    "  batch_sizes = [1, 64, 1024]\n"
+                                    "  threads = [1]\n"
+                                    "  [options.cpp]                         # a list is an axis of the grid\n"
+                                    '  opt_level = ["-O2", "-O3"]\n'
+                                    "  [timing]                              # yukti.TimingPolicy fields\n"
+                                    "  time_budget_s = 0.5")
     sweep.epilog = SWEEP_EXIT_CODES
     sweep.add_argument("spec", help="the sweep spec, a TOML file")
     sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run on this Dask scheduler (an address or a scheduler file) instead of a local cluster; its "
                             "workers need a cores resource: dask worker tcp://HOST:PORT --nthreads 1 --resources cores=1")
-    sweep.add_argument("--workers", type=POSITIVE_INT.argparse,
+    sweep.add_argument("--workers", type=POSITIVE_INT.argparse, metavar="N",
                        help="worker processes of the local cluster (default: physical cores // the grid's largest threads)")
     sweep.add_argument("--resume", action="store_true",
                        help="skip cells already stored by this sweep (same name) with a status other than error; "

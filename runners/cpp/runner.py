@@ -107,7 +107,7 @@ class CppRunner(Runner):
             # everything the hot path reads, in one tuple: attribute lookups and building the
             # output's shape cost as much as the network at batch 1
             self._fast = (np.dtype(np.float32), tuple(model.inputs[0].shape[1:]), out_shape, address_used, self._threads,
-                          self._bridge.call, (1, *out_shape))
+                          self._bridge.call1, (1, *out_shape))
         self._in_array_type = ctypes.c_void_p * source.n_inputs
         self._out_array_type = ctypes.c_void_p * source.n_outputs
         # from the IR, not the model's declared outputs: a file may leave an output dim unnamed
@@ -133,7 +133,7 @@ class CppRunner(Runner):
             if batch > 0:
                 output = np.empty(fast[6] if batch == 1 else (batch, *fast[2]), fast[0])
                 try:
-                    status = fast[5](fast[3], (inputs,), (output,), batch, fast[4])
+                    status = fast[5](fast[3], inputs, output, batch, fast[4])
                 except (BufferError, ValueError):  # numpy: "ndarray is not C-contiguous"
                     return super().__call__(inputs)
                 if status != 0:

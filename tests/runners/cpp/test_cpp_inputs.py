@@ -120,3 +120,36 @@ def test_column_containers_users_pass(jet_runner, jet_dnn):
 def test_columns_on_an_unprepared_runner():
     with pytest.raises(yukti.YuktiError, match="not prepared"):
         yukti.runner_class("cpp")().columns([np.zeros(3, np.float32)])
+
+
+def test_inputs_the_fast_path_must_not_take_go_the_validated_way(jet_runner, jet_dnn):
+    """The batch-1 fast path hands a float32 array straight to the bridge; every other array must
+    reach the same numbers through the validated path (copied, converted) or be refused, never be
+    read as raw floats: non-contiguous, Fortran-ordered, byte-swapped, float64 and wrong shapes."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    expected = jet_runner(np.ascontiguousarray(x))
+    wide = np.zeros((4, 32), np.float32)
+    wide[:, ::2] = x
+    for variant in (wide[:, ::2], np.asfortranarray(x), x.astype(">f4"), x.astype(np.float64), x[::-1][::-1]):
+        np.testing.assert_allclose(jet_runner(variant), expected, rtol=0, atol=1e-6)
+    for one in (x[:1], wide[:1, ::2], x[:1].astype(">f4")):
+        np.testing.assert_allclose(jet_runner(one), expected[:1], rtol=0, atol=1e-6)
+    with pytest.raises(yukti.InputError, match="16"):
+        jet_runner(np.zeros((1, 15), np.float32))
+    with pytest.raises(yukti.InputError):
+        jet_runner(np.zeros((0, 16), np.float32))
+
+
+def test_bridge_call1_checks_its_arguments(jet_dnn):
+    jet_runner = yukti.runner("cpp", jet_dnn, use_bridge=True)
+    call1 = jet_runner._bridge.call1
+    x, y = np.zeros((1, 16), np.float32), np.empty((1, 5), np.float32)
+    with pytest.raises(TypeError):
+        call1(0, x, y, 1)
+    with pytest.raises(ValueError, match="threads >= 1"):
+        call1(jet_runner._fast[3], x, y, 1, 0)
+    with pytest.raises((ValueError, BufferError)):  # a read-only output is refused before any call
+        ro = np.empty((1, 5), np.float32)
+        ro.flags.writeable = False
+        call1(jet_runner._fast[3], x, ro, 1, 1)

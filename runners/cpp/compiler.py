@@ -41,12 +41,25 @@ def compile_library(header: str, body: str, flags: list[str], *, cache: Artifact
     source_sha = hashlib.sha256((header + "\0" + body).encode()).hexdigest()
     parts = {"backend": "cpp", "model_hash": model_hash, "source_sha256": source_sha, "compiler": version,
              "flags": flags, "cpu": cpu_model() if any("march=native" in f for f in flags) else ""}
+    if "-ffast-math" in flags:  # libraries cached before it were linked with crtfastmath.o: not reused
+        parts["link"] = "without -ffast-math"
 
     def build(folder: Path) -> None:
         (folder / "model.hpp").write_text(header)
         (folder / "model.cpp").write_text(body)
-        command = [cxx, *flags, "model.cpp", "-o", library]
-        done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=900)
+        if "-ffast-math" in flags:
+            # Compiled with it, linked without: GCC links crtfastmath.o into a -ffast-math link, whose
+            # constructor turns on flush-to-zero for the whole process that loads the library (numpy
+            # included: np.spacing(1e-38) reads 0 after it). The code keeps its fast-math arithmetic.
+            compile_step = [cxx, *flags, "-c", "model.cpp", "-o", "model.o"]
+            done = subprocess.run(compile_step, cwd=folder, capture_output=True, text=True, timeout=900)
+            command = [cxx, *[f for f in flags if f != "-ffast-math"], "model.o", "-o", library] if done.returncode == 0 else compile_step
+            if done.returncode == 0:
+                done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=900)
+                (folder / "model.o").unlink(missing_ok=True)
+        else:
+            command = [cxx, *flags, "model.cpp", "-o", library]
+            done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             message = (done.stderr or done.stdout).strip()
             raise CompileError(f"{' '.join(command)} failed (exit {done.returncode}):\n{message[-4000:]}")

@@ -100,9 +100,19 @@ def _probe(cxx: str, version: str, march: str | None, flags: tuple[str, ...]) ->
     return from_macros(names)
 
 
+# Cephes' expf, shared by the scalar and the vector fast_exp of the prelude: the clamp that keeps
+# 2^n a normal float, log2(e), ln 2 split in two (the high part exact in float) and the polynomial
+# of exp(r) - 1 - r over r^2, highest power first.
+EXP_LOW, EXP_HIGH = "-87.3365448f", "88.3762626f"
+LOG2E, LN2_HIGH, LN2_LOW_NEGATED = "1.44269504f", "0.693359375f", "2.12194440e-4f"
+EXP_POLYNOMIAL = ("1.9875691500e-4f", "1.3981999507e-3f", "8.3334519073e-3f", "4.1665795894e-2f", "1.6666665459e-1f",
+                  "5.0000001201e-1f")
+
+
 def vector_prelude(isa: Isa) -> str:
-    """The C++ lines that define the generated code's vector type and its load, for `isa`."""
+    """The C++ lines that define the generated code's vector type and its load, and fast_exp, for `isa`."""
     t, n = isa.vector_type, isa.lanes
+    horner = "\n".join(f"  p = p * r + {c};" for c in EXP_POLYNOMIAL[1:])
     return f"""// A vector of {n} floats (GCC/Clang vector extension), the width of the target ({isa.name}):
 // explicit accumulators stay in registers.
 typedef float {t} __attribute__((vector_size({4 * n})));
@@ -118,15 +128,11 @@ inline {t} {isa.load}(const float* p) {{
 // and 2.4e38). Used where the argument is bounded in practice (softmax after the peak shift,
 // sigmoid); the Exp operator keeps std::exp for its infinities.
 inline float fast_exp(float x) {{
-  x = std::min(std::max(x, -87.3365448f), 88.3762626f);
-  const float n = std::floor(x * 1.44269504f + 0.5f);
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
+  x = std::min(std::max(x, {EXP_LOW}), {EXP_HIGH});
+  const float n = std::floor(x * {LOG2E} + 0.5f);
+  const float r = (x - n * {LN2_HIGH}) + n * {LN2_LOW_NEGATED};
+  float p = {EXP_POLYNOMIAL[0]};
+{horner}
   p = p * r * r + r + 1.0f;
   const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
   float scale;
@@ -138,20 +144,16 @@ inline float fast_exp(float x) {{
 typedef int32_t vi{n} __attribute__((vector_size({4 * n})));
 typedef uint32_t vu{n} __attribute__((vector_size({4 * n})));
 inline {t} fast_exp(const {t} v) {{
-  const {t} lo = {t}{{}} - 87.3365448f, hi = {t}{{}} + 88.3762626f;
+  const {t} lo = {t}{{}} + {EXP_LOW}, hi = {t}{{}} + {EXP_HIGH};
   {t} x = v < lo ? lo : v;
   x = x > hi ? hi : x;
-  const {t} f = x * 1.44269504f + 0.5f;
+  const {t} f = x * {LOG2E} + 0.5f;
   vi{n} whole = __builtin_convertvector(f, vi{n});
   whole += __builtin_convertvector(whole, {t}) > f;  // true is -1
   const {t} k = __builtin_convertvector(whole, {t});
-  const {t} r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
-  {t} p = {t}{{}} + 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
+  const {t} r = (x - k * {LN2_HIGH}) + k * {LN2_LOW_NEGATED};
+  {t} p = {t}{{}} + {EXP_POLYNOMIAL[0]};
+{horner}
   p = p * r * r + r + 1.0f;
   const vu{n} bits = (vu{n})(whole + 127) << 23;
   {t} scale;

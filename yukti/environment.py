@@ -14,6 +14,19 @@ TRACKED_PACKAGES = ("yukti", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", 
                     "keras", "hls4ml", "openvino", "scikit-learn", "pandas")
 
 
+def physical_cores() -> int:
+    """Cores to measure on: physical cores, no more than the CPUs this process may use (a container
+    or taskset may allow fewer). The fingerprint's `cpu_cores` records the machine's count instead."""
+    import psutil
+
+    count = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    try:
+        count = min(count, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS, Windows)
+        pass
+    return max(1, count)
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

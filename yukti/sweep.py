@@ -89,7 +89,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from yukti import results, validation
+from yukti import environment, results, validation
 from yukti.engine import TimingPolicy
 from yukti.errors import InputError, YuktiError
 
@@ -590,16 +590,6 @@ def _times(n: int) -> str:
 # -- the client -------------------------------------------------------------------------------------
 
 
-def physical_cores() -> int:
-    """Cores to measure on: physical cores, no more than the CPUs this process may use."""
-    import psutil
-
-    count = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    with contextlib.suppress(AttributeError, OSError):
-        count = min(count, len(os.sched_getaffinity(0)))  # a container or taskset may allow fewer
-    return max(1, count)
-
-
 def _stored(cell: Cell, folder: Path, sweep: str, *, errors: bool = False) -> dict[str, Any] | None:
     """The summary of a cell already stored with a status other than "error" (any status with
     `errors`); None otherwise."""
@@ -695,7 +685,7 @@ def _client(scheduler: str | None, workers: int | None, cores: int) -> Iterator[
         return
     # A dead worker's cell is rerun once by the scheduler before it is reported (KilledWorker).
     with dask.config.set({"distributed.scheduler.allowed-failures": MAX_STARTS - 1}):
-        cluster = LocalCluster(n_workers=workers or max(1, physical_cores() // cores), threads_per_worker=1,
+        cluster = LocalCluster(n_workers=workers or max(1, environment.physical_cores() // cores), threads_per_worker=1,
                                processes=True, resources={"cores": cores}, dashboard_address=":0",
                                silence_logs=logging.ERROR)
     try:

@@ -38,7 +38,9 @@ class CppRunner(Runner):
     }
     capabilities = Capability.NATIVE_TIMING | Capability.EXPORT | Capability.COLUMNS
     native_finite_check = True
-    _fast: tuple | None = None  # (dtype, sample shape, output sample shape, infer address, threads) once prepared
+    # once prepared: (dtype, sample shape, output sample shape, infer address, threads, bridge.call1,
+    # output shape at batch 1)
+    _fast: tuple | None = None
 
     @classmethod
     def _available_here(cls) -> tuple[bool, str]:  # no Python package: a C++ compiler is the requirement

@@ -279,9 +279,26 @@ FUSIBLE_PRODUCERS = {"Gemm", "MatMul", "Conv"}
 FUSIBLE_ACTIVATIONS = {"Relu"}
 
 
+def _dense_layer(graph: ir.Graph, node: ir.Node) -> bool:
+    """A node ops/gemm.py computes as a dense layer (a batched input times a constant matrix)."""
+    if node.op not in ("Gemm", "MatMul") or len(node.inputs) < 2 or node.attr("transA", 0):
+        return False
+    a, b = graph.values.get(node.inputs[0]), graph.values.get(node.inputs[1])
+    return (a is not None and a.batched and len(a.shape) >= 1 and b is not None and not b.batched
+            and b.const is not None and b.const.ndim == 2)
+
+
+def _softmax_over_last_axis(graph: ir.Graph, node: ir.Node) -> bool:
+    rank = len(graph.values[node.inputs[0]].shape) + 1
+    axis = node.attr("axis", -1 if graph.opset >= 13 else 1)  # before 13: over the axes from `axis` on
+    return (axis + rank if axis < 0 else axis) == rank - 1
+
+
 def fuse_activations(graph: ir.Graph) -> ir.Graph:
     """Gemm/MatMul/Conv followed by Relu (its only consumer) becomes one node: one pass over memory
-    less per layer. Returns a new Graph; the input graph is left as it was."""
+    less per layer; so does a dense layer followed by a Softmax over its outputs (a classifier's
+    head), which then takes each row's softmax while the logits are in registers (ops/gemm.py).
+    Returns a new Graph; the input graph is left as it was."""
     consumers: dict[str, int] = {}
     for node in graph.nodes:
         for name in node.inputs:
@@ -298,6 +315,12 @@ def fuse_activations(graph: ir.Graph) -> ir.Graph:
             merged = ir.Node(source.op, source.name, list(source.inputs), [node.outputs[0]],
                              {**source.attrs, "fused_activation": node.op})
             replaced[id(source)] = merged
+            absorbed.add(id(node))
+        elif (node.op == "Softmax" and source is not None and _dense_layer(graph, source)
+              and consumers.get(node.inputs[0]) == 1 and node.inputs[0] not in graph.outputs
+              and id(source) not in replaced and _softmax_over_last_axis(graph, node)):
+            replaced[id(source)] = ir.Node(source.op, source.name, list(source.inputs), [node.outputs[0]],
+                                           {**source.attrs, "fused_softmax": 1})
             absorbed.add(id(node))
     for node in graph.nodes:
         if id(node) in absorbed:

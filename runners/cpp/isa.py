@@ -102,17 +102,27 @@ def _probe(cxx: str, version: str, march: str | None, flags: tuple[str, ...]) ->
 
 # Cephes' expf, shared by the scalar and the vector fast_exp of the prelude: the clamp that keeps
 # 2^n a normal float, log2(e), ln 2 split in two (the high part exact in float) and the polynomial
-# of exp(r) - 1 - r over r^2, highest power first.
+# of exp(r) - 1 - r over r^2, highest power first. EXP_ROUNDER (1.5 * 2^23) rounds to an integer by
+# addition: x * log2(e) + EXP_ROUNDER holds round(x * log2(e)) in its low mantissa bits, so the
+# integer is read from the bits (EXP_ROUNDER_BITS less), one FMA instead of floor's convert, compare
+# and convert back; reading bits, not subtracting EXP_ROUNDER, also survives -ffast-math's algebra.
 EXP_LOW, EXP_HIGH = "-87.3365448f", "88.3762626f"
 LOG2E, LN2_HIGH, LN2_LOW_NEGATED = "1.44269504f", "0.693359375f", "2.12194440e-4f"
+EXP_ROUNDER, EXP_ROUNDER_BITS = "12582912.0f", "0x4b400000"
 EXP_POLYNOMIAL = ("1.9875691500e-4f", "1.3981999507e-3f", "8.3334519073e-3f", "4.1665795894e-2f", "1.6666665459e-1f",
                   "5.0000001201e-1f")
+
+
+def _estrin(r: str, r2: str, r4: str) -> str:
+    """EXP_POLYNOMIAL at `r` in Estrin's form (pairs, then powers): 3 multiply-adds deep instead of
+    Horner's 6, which a softmax at batch 1 waits for."""
+    c = EXP_POLYNOMIAL
+    return f"({r} * {c[0]} + {c[1]}) * {r4} + (({r} * {c[2]} + {c[3]}) * {r2} + ({r} * {c[4]} + {c[5]}))"
 
 
 def vector_prelude(isa: Isa) -> str:
     """The C++ lines that define the generated code's vector type and its load, and fast_exp, for `isa`."""
     t, n = isa.vector_type, isa.lanes
-    horner = "\n".join(f"  p = p * r + {c};" for c in EXP_POLYNOMIAL[1:])
     return f"""// A vector of {n} floats (GCC/Clang vector extension), the width of the target ({isa.name}):
 // explicit accumulators stay in registers.
 typedef float {t} __attribute__((vector_size({4 * n})));
@@ -129,32 +139,35 @@ inline {t} {isa.load}(const float* p) {{
 // sigmoid); the Exp operator keeps std::exp for its infinities.
 inline float fast_exp(float x) {{
   x = std::min(std::max(x, {EXP_LOW}), {EXP_HIGH});
-  const float n = std::floor(x * {LOG2E} + 0.5f);
-  const float r = (x - n * {LN2_HIGH}) + n * {LN2_LOW_NEGATED};
-  float p = {EXP_POLYNOMIAL[0]};
-{horner}
-  p = p * r * r + r + 1.0f;
-  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  const float f = x * {LOG2E} + {EXP_ROUNDER};
+  int32_t n;
+  std::memcpy(&n, &f, sizeof n);
+  n -= {EXP_ROUNDER_BITS};
+  const float k = static_cast<float>(n);
+  const float r = (x - k * {LN2_HIGH}) + k * {LN2_LOW_NEGATED};
+  const float r2 = r * r, r4 = r2 * r2;
+  const float p = ({_estrin("r", "r2", "r4")}) * r2 + (r + 1.0f);
+  const uint32_t bits = static_cast<uint32_t>(n + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }}
 
-// fast_exp on a whole vector, step for step (floor as truncation corrected where it rounded up).
+// fast_exp on a whole vector, step for step.
 typedef int32_t vi{n} __attribute__((vector_size({4 * n})));
 typedef uint32_t vu{n} __attribute__((vector_size({4 * n})));
 inline {t} fast_exp(const {t} v) {{
   const {t} lo = {t}{{}} + {EXP_LOW}, hi = {t}{{}} + {EXP_HIGH};
   {t} x = v < lo ? lo : v;
   x = x > hi ? hi : x;
-  const {t} f = x * {LOG2E} + 0.5f;
-  vi{n} whole = __builtin_convertvector(f, vi{n});
-  whole += __builtin_convertvector(whole, {t}) > f;  // true is -1
+  const {t} f = x * {LOG2E} + {EXP_ROUNDER};
+  vi{n} whole;
+  std::memcpy(&whole, &f, sizeof whole);
+  whole -= {EXP_ROUNDER_BITS};
   const {t} k = __builtin_convertvector(whole, {t});
   const {t} r = (x - k * {LN2_HIGH}) + k * {LN2_LOW_NEGATED};
-  {t} p = {t}{{}} + {EXP_POLYNOMIAL[0]};
-{horner}
-  p = p * r * r + r + 1.0f;
+  const {t} r2 = r * r, r4 = r2 * r2;
+  const {t} p = ({_estrin("r", "r2", "r4")}) * r2 + (r + 1.0f);
   const vu{n} bits = (vu{n})(whole + 127) << 23;
   {t} scale;
   std::memcpy(&scale, &bits, sizeof scale);
@@ -176,4 +189,22 @@ inline void fast_exp_span(float* y, int64_t count) {{
     std::memcpy(rest, &e, sizeof e);
     for (int64_t j = 0; j < count - i; ++j) y[i + j] = rest[j];
   }}
+}}
+
+// The index of each lane, to keep the first lanes of a vector (a partial last vector of a row).
+const vi{n} kLaneIndex = {{{", ".join(str(i) for i in range(n))}}};
+
+// Softmax of one row in place, its peak subtracted first: what a softmax fused into the layer
+// before it (ops/softmax.py register_softmax) falls back to when the row's exps leave the range it
+// can take without the shift; the same steps as the softmax pass (ops/softmax.py).
+inline void softmax_in_place(float* y, int64_t n) {{
+  float peak = y[0];
+  for (int64_t j = 1; j < n; ++j) peak = std::max(peak, y[j]);
+  float total = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {{
+    y[j] = fast_exp(y[j] - peak);
+    total += y[j];
+  }}
+  const float scale = 1.0f / total;
+  for (int64_t j = 0; j < n; ++j) y[j] *= scale;
 }}"""

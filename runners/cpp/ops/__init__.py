@@ -48,6 +48,14 @@ def per_sample_shape(node: ir.Node, ctx: EmitContext, doing: str) -> tuple[int, 
     return tuple(value.shape)
 
 
+def pairwise_sum(terms: list[str]) -> str:
+    """C++ sum of the expressions `terms` as a balanced tree: log2 additions deep instead of one
+    after the other (the split-K chains of a dense layer, a softmax's vectors)."""
+    while len(terms) > 1:
+        terms = [f"({terms[i]} + {terms[i + 1]})" if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 def c_float(value: float) -> str:
     """Exact C++ literal of a float32 value (hex float), including inf and nan."""
     value = float(np.float32(value))

@@ -33,11 +33,16 @@ import numpy as np
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
 from yukti.runners.cpp.isa import Isa
-from yukti.runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp.ops import emits, pairwise_sum, unsupported
 from yukti.runners.cpp.ops.matmul import emit_batched_matmul
+from yukti.runners.cpp.ops.softmax import register_softmax, softmax_rows
 
 MAX_ROWS = 12  # rows of one register block (longer blocks add code, not speed: FMA-bound from about 6)
 IN_FLIGHT = 16  # independent accumulators a block wants: 2 FMA pipes x 4 cycles of latency, with slack
+# ... and a one-row block (batch 1): each FMA there also loads its weights, so loads (2 a cycle) pace
+# it below an FMA a cycle, and 8 chains in flight cover the latency; more would only deepen the sum
+# that ends the layer, which the next layer waits for.
+IN_FLIGHT_ONE_ROW = 8
 MAX_CHAINS = 8  # split-K chains of one output (more only adds the partial sums' additions)
 SPARE_REGISTERS = 2  # the broadcast input and one temporary
 
@@ -81,7 +86,8 @@ def chains_for(rows: int, vectors: int, k: int, isa: Isa) -> int:
     small (batch 1), within the registers (a one-row block reads its weights straight from memory)."""
     accumulators = rows * vectors
     room = (isa.vector_registers - SPARE_REGISTERS - (0 if rows == 1 else vectors)) // accumulators
-    return max(1, min(MAX_CHAINS, -(-IN_FLIGHT // accumulators), room, k))
+    wanted = IN_FLIGHT_ONE_ROW if rows == 1 else IN_FLIGHT
+    return max(1, min(MAX_CHAINS, -(-wanted // accumulators), room, k))
 
 
 def panels(k: int, n: int, isa: Isa) -> list[Panel]:
@@ -104,17 +110,11 @@ def _activation(node: ir.Node, vector_type: str | None = None) -> str:
     return {"": "v", "Relu": f"v < {zero} ? {zero} : v"}[node.attr("fused_activation", "")]
 
 
-def _pairwise(terms: list[str]) -> str:
-    """Sum of `terms` as a balanced tree: log2 additions deep instead of one after the other."""
-    while len(terms) > 1:
-        terms = [f"({terms[i]} + {terms[i + 1]})" if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
-    return terms[0]
-
-
 def _block(isa: Isa, rows: int, vectors: list[tuple[int, int, int]], k: int, n: int, w: str, b: str | None,
-           vector_act: str) -> str:
+           vector_act: str, softmax: bool = False) -> str:
     """C++ for `rows` rows (from xr, yr) x the output `vectors`, each (output column, offset of its
-    weights at k = 0 in `w`, stride of its panel's rows)."""
+    weights at k = 0 in `w`, stride of its panel's rows). `softmax`: the vectors are whole rows, and
+    each row's softmax is taken in registers (a Softmax fused into this node)."""
     t, load, lanes = isa.vector_type, isa.load, isa.lanes
     chains = chains_for(rows, len(vectors), k, isa)
     lines = [f"const float* wv{v} = {w} + {offset};" for v, (_, offset, _) in enumerate(vectors)]
@@ -141,8 +141,14 @@ def _block(isa: Isa, rows: int, vectors: list[tuple[int, int, int]], k: int, n: 
     for extra in range(main, k):  # the last k % chains steps, one per chain
         lines.extend(step(str(extra), extra - main))
     for r in range(rows):
+        if softmax:
+            # codegen fuses a Softmax only into a layer without an activation
+            logits = [pairwise_sum([f"acc{r}_{v}_{c}" for c in range(chains)]) for v in range(len(vectors))]
+            epilogue = register_softmax(isa, logits, [column for column, _, _ in vectors], n, f"yr + {r * n}")
+            lines.append("{\n" + _indent("\n".join(epilogue), 2) + "\n}")
+            continue
         for v, (column, _, _) in enumerate(vectors):
-            total = _pairwise([f"acc{r}_{v}_{c}" for c in range(chains)])
+            total = pairwise_sum([f"acc{r}_{v}_{c}" for c in range(chains)])
             valid = min(lanes, n - column)
             size = "sizeof out" if valid == lanes else f"{valid} * sizeof(float)"  # the row's last, partial vector
             lines.append(f"{{ const {t} v = {total}; const {t} out = {vector_act}; std::memcpy(yr + {r * n + column}, &out, {size}); }}")
@@ -175,7 +181,11 @@ def _rows_loop(isa: Isa, block_rows: int, vectors: list[tuple[int, int, int]], k
 
 
 def _dense(ctx: EmitContext, node: ir.Node, x: str, y: str, weight: np.ndarray, bias: np.ndarray | None, rows: int) -> str:
+    """y = x W + b (+ the fused activation) over `rows` rows per sample; with a Softmax fused into the
+    node (codegen.fuse_activations), the softmax of each row: in registers where one block holds
+    whole rows, else by a pass over the rows once they are stored."""
     k, n = weight.shape
+    softmax = bool(node.attr("fused_softmax", 0))
     isa, lanes = ctx.isa, ctx.isa.lanes
     cut = panels(k, n, isa)
     n_padded = sum(p.vectors for p in cut) * lanes
@@ -199,15 +209,21 @@ def _dense(ctx: EmitContext, node: ir.Node, x: str, y: str, weight: np.ndarray, 
         lines = [f"// columns {panel.first * lanes}..{last}: {panel.rows} rows x {panel.vectors} vectors per block"]
         lines += _rows_loop(isa, panel.rows, columns(panel), k, n, w, b, vector_act)
         body.append("{\n" + _indent("\n".join(lines), 2) + "\n}")
+    if softmax:  # many rows: one pass once all are stored, its exps whole vectors even when a row is short
+        body.append("{\n" + _indent(softmax_rows(ctx.ptr(y), ctx.ptr(y), rows, n).strip("\n"), 2) + "\n}")
     head = [f"const float* x = {ctx.ptr(x)};", f"float* y = {ctx.ptr(y)};", f"const int64_t total_rows = nb * {rows};"]
-    if len(cut) == 1:
+    if len(cut) == 1 and not softmax:
         return "\n".join(head + body)
-    # One row (batch 1) across the panels: wider blocks than a panel's, so each broadcast serves more.
+    # One row (batch 1): across the panels, wider blocks than a panel's, so each broadcast serves
+    # more; a fused softmax taken in registers when one block holds the row.
     every = [column for panel in cut for column in columns(panel)]
     group = one_row_vectors(isa)
     single = ["const float* xr = x;", "float* yr = y;"]
     for first in range(0, len(every), group):
-        single.append("{\n" + _indent(_block(isa, 1, every[first:first + group], k, n, w, b, vector_act), 2) + "\n}")
+        single.append("{\n" + _indent(_block(isa, 1, every[first:first + group], k, n, w, b, vector_act,
+                                                softmax and len(every) <= group), 2) + "\n}")
+    if softmax and len(every) > group:
+        single.append("softmax_in_place(yr, " + str(n) + ");")
     return "\n".join(head + ["if (total_rows == 1) {", _indent("\n".join(single), 2), "} else {",
                               _indent("\n".join(body), 2), "}"])
 

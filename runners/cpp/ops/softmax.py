@@ -6,7 +6,8 @@ import numpy as np
 
 from yukti.runners.cpp import ir
 from yukti.runners.cpp.context import EmitContext
-from yukti.runners.cpp.ops import emits, unsupported
+from yukti.runners.cpp.isa import Isa
+from yukti.runners.cpp.ops import emits, pairwise_sum, unsupported
 
 
 @emits("Softmax")
@@ -26,7 +27,7 @@ def emit_softmax(node: ir.Node, ctx: EmitContext) -> str:
     else:  # coerced to 2-D at `axis`
         outer, length, inner = int(np.prod(shape[:per_sample_axis], dtype=np.int64)), int(np.prod(shape[per_sample_axis:], dtype=np.int64)), 1
     if inner == 1:
-        return _softmax_rows(ctx.ptr(x), ctx.ptr(y), outer, length)
+        return softmax_rows(ctx.ptr(x), ctx.ptr(y), outer, length)
     return f"""
 const float* x = {ctx.ptr(x)};
 float* y = {ctx.ptr(y)};
@@ -48,7 +49,7 @@ for (int64_t o = 0; o < nb * {outer}; ++o) {{
 }}"""
 
 
-def _softmax_rows(x: str, y: str, outer: int, length: int) -> str:
+def softmax_rows(x: str, y: str, outer: int, length: int) -> str:
     """Softmax over contiguous rows (the last axis): the exps of the whole tile in one vector pass
     (fast_exp_span), between a per-row pass that subtracts the row's peak and one that normalises.
     A row is often shorter than a vector (5 classes): value by value, the exps would dominate the
@@ -72,3 +73,59 @@ for (int64_t o = 0; o < rows; ++o) {{
   const float scale = 1.0f / total;
   for (int64_t j = 0; j < {length}; ++j) ys[j] *= scale;
 }}"""
+
+
+# A row whose exps sum within these bounds has no exp that saturated at the top (every logit below
+# about 69) and one at least near the top of float's range below 1 (the largest logit above about
+# -69): the softmax without its peak shift is then the shifted one to float rounding.
+SHIFT_FREE_LOW, SHIFT_FREE_HIGH = "1e-30f", "1e30f"
+
+
+def register_softmax(isa: Isa, logits: list[str], columns: list[int], n: int, row: str) -> list[str]:
+    """C++ for the softmax of one row of `n` whose logits are still in registers: the vector
+    expressions `logits`, one per output vector (at `columns`, every vector of the row), stored at
+    `row`. Fused into the dense layer before it (codegen.fuse_activations), the softmax needs no
+    pass over memory and, at batch 1, none of the row's scalar loops: exps without the peak shift
+    (no max to wait for), a horizontal sum, one division. A row out of the shift-free range goes
+    through softmax_in_place (the prelude)."""
+    t, lanes = isa.vector_type, isa.lanes
+    lines = [f"const {t} " + ", ".join(f"z{v} = {expr}" for v, expr in enumerate(logits)) + ";"]
+    lines.append(f"{t} " + ", ".join(f"e{v} = fast_exp(z{v})" for v in range(len(logits))) + ";")
+    last = len(logits) - 1
+    valid = n - columns[last]
+    if valid < lanes:  # the padding lanes of a partial last vector hold exp(0)
+        lines.append(f"e{last} = kLaneIndex < {valid} ? e{last} : {t}{{}};")
+    lines.append(f"const {t} sum = {pairwise_sum([f'e{v}' for v in range(len(logits))])};")
+    width = lanes if len(logits) > 1 else 1 << (valid - 1).bit_length()  # lanes that can be nonzero
+    lines += _horizontal_sum("sum", lanes, width, "total")
+    lines.append(f"if (__builtin_expect(total > {SHIFT_FREE_LOW} && total < {SHIFT_FREE_HIGH}, 1)) {{")
+    lines.append("  const float scale = 1.0f / total;")
+    for v, column in enumerate(columns):
+        lines.append(f"  {{ const {t} out = e{v} * scale; std::memcpy({row} + {column}, &out, {_bytes(n - column, lanes)}); }}")
+    lines.append("} else {")
+    for v, column in enumerate(columns):
+        lines.append(f"  std::memcpy({row} + {column}, &z{v}, {_bytes(n - column, lanes)});")
+    lines.append(f"  softmax_in_place({row}, {n});")
+    lines.append("}")
+    return lines
+
+
+def _bytes(remaining: int, lanes: int) -> str:
+    return "sizeof(float) * " + str(min(remaining, lanes))
+
+
+def _horizontal_sum(vector: str, lanes: int, width: int, into: str) -> list[str]:
+    """`into` = the sum of the first `width` lanes (a power of two) of `vector`, halving: log2(width)
+    additions deep. The lanes past `width` are not read."""
+    lines, current = [], vector
+    if width < lanes:
+        lines.append(f"const auto h{width} = __builtin_shufflevector({current}, {current}, {', '.join(map(str, range(width)))});")
+        current = f"h{width}"
+    while width > 1:
+        half = width // 2
+        low, high = ", ".join(map(str, range(half))), ", ".join(map(str, range(half, width)))
+        lines.append(f"const auto h{half} = __builtin_shufflevector({current}, {current}, {low}) + "
+                     f"__builtin_shufflevector({current}, {current}, {high});")
+        current, width = f"h{half}", half
+    lines.append(f"const float {into} = {current}[0];")
+    return lines

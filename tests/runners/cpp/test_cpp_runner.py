@@ -24,9 +24,11 @@ def _cache_entries() -> set[str]:
     return {str(p) for p in root.glob("*/*")} if root.is_dir() else set()
 
 
-def test_compile_error_carries_the_compiler_message_and_leaves_no_entry(jet_dnn):
+def test_compile_error_carries_the_compiler_message_and_leaves_no_entry(jet_dnn, tmp_path, monkeypatch):
     from yukti.runners.cpp.compiler import CompileError
 
+    # a cache of its own: pytest-xdist workers share the suite's, where another test may be building
+    monkeypatch.setenv("YUKTI_CACHE_DIR", str(tmp_path / "cache"))
     before = _cache_entries()
     with pytest.raises(CompileError, match="no-such-flag"):
         yukti.runner("cpp", jet_dnn, extra_flags=("-fno-such-flag",))

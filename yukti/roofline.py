@@ -41,7 +41,9 @@ Peak (`host_peak_gflops`): FMA units x vector lanes x 2 FLOP x GHz x threads, fr
   highest clock the core may run at, so the peak stays an upper bound (the momentary `cpu MHz` of
   an idle core would understate it and give shares above 100%). Without cpufreq (virtual
   machines, containers) /proc/cpuinfo's `cpu MHz`, which a hypervisor reports as the nominal
-  clock. YUKTI_CPU_GHZ overrides both. Heavy AVX-512 code may run below either clock;
+  clock: the cores may turbo above it (a cloud Xeon of 2.6 GHz nominal runs FMAs at about 3.8),
+  and then the peak is low and shares read high. YUKTI_CPU_GHZ overrides both. Heavy AVX-512 code
+  may run below either clock;
 - threads: the run's threads, at most the host's physical cores (hyperthreads share FMA units).
 """
 

@@ -8,11 +8,9 @@ g++ version is part of the cache key, and the backend is unavailable without g++
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +44,8 @@ def convert(model: Model, frontend: Frontend, options: dict[str, Any], output_di
               # weights compiled into the library: with .txt weights the emulation reads them at run
               # time from an absolute path baked in at compile time, which the cache's rename breaks
               "write_weights_txt": False}
-    buffer = io.StringIO()
     try:
-        with redirect_stdout(buffer):
+        with quiet() as buffer:
             hls_model = frontend.convert(model, hls_config(frontend, model, options), **kwargs)
     except Exception as exc:
         log = buffer.getvalue().strip().splitlines()[-3:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import threading
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -20,11 +21,21 @@ SOURCES = ("auto", "keras", "torch", "onnx")
 _MODULES = {"keras": "yukti.runners.hls4ml.keras", "torch": "yukti.runners.hls4ml.torch", "onnx": "yukti.runners.hls4ml.onnx"}
 
 
+# Held while hls4ml runs, by quiet(), and by every torch.fx trace (runners/hls4ml/torch.py). Both
+# change process-wide state for their duration: redirect_stdout swaps sys.stdout, and torch.fx's
+# tracer patches torch itself (nn.Module.__call__ and more). A precision scan builds its
+# configurations in a thread pool; interleaved, two redirects can leave sys.stdout pointing at a
+# buffer, and two traces unpatch each other ("Proxy object cannot be iterated") and can leave torch
+# patched for the rest of the process. Reentrant: a conversion traces inside its own quiet().
+HLS4ML_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[io.StringIO]:
-    """hls4ml prints its topology and progress on stdout; keep it for error messages only."""
+    """hls4ml prints its topology and progress on stdout; keep it for error messages only. One
+    thread at a time (HLS4ML_LOCK)."""
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
+    with HLS4ML_LOCK, contextlib.redirect_stdout(buffer):
         yield buffer
 
 

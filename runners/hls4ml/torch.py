@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from yukti.runners.hls4ml.frontend import Frontend
+from yukti.runners.hls4ml.frontend import HLS4ML_LOCK, Frontend
 from yukti.model import Model
 
 # Containers and no-op modules that carry no computation of their own in a torch module tree.
@@ -33,7 +33,8 @@ def _unconverted_functions(module: Any) -> tuple[tuple[str, str], ...]:
     import torch.fx
 
     try:
-        graph = torch.fx.symbolic_trace(module).graph
+        with HLS4ML_LOCK:  # torch.fx patches torch while it traces
+            graph = torch.fx.symbolic_trace(module).graph
     except Exception:  # noqa: BLE001 - an untraceable module is hls4ml's to judge
         return ()
     found = []
@@ -57,7 +58,8 @@ def _traced_products(module: Any) -> tuple[tuple[str, str], ...] | None:
     import torch.fx
 
     try:
-        graph = torch.fx.symbolic_trace(module).graph
+        with HLS4ML_LOCK:  # torch.fx patches torch while it traces
+            graph = torch.fx.symbolic_trace(module).graph
     except Exception:  # noqa: BLE001 - an untraceable module is judged from its ONNX form
         return None
     found = []
@@ -107,12 +109,14 @@ class TorchFrontend(Frontend):
         import hls4ml
 
         shapes = [tuple(s.sample_shape) for s in model.inputs]
-        return hls4ml.utils.config_from_pytorch_model(model.torch_module, shapes[0] if len(shapes) == 1 else shapes, **common)
+        with HLS4ML_LOCK:  # torch.fx patches torch while it traces
+            return hls4ml.utils.config_from_pytorch_model(model.torch_module, shapes[0] if len(shapes) == 1 else shapes, **common)
 
     def convert(self, model: Model, config: dict[str, Any], **kwargs: Any) -> Any:
         import hls4ml
 
-        return hls4ml.converters.convert_from_pytorch_model(model.torch_module, hls_config=config, **kwargs)
+        with HLS4ML_LOCK:  # torch.fx patches torch while it traces
+            return hls4ml.converters.convert_from_pytorch_model(model.torch_module, hls_config=config, **kwargs)
 
     def float_activations(self, model: Model, hls_model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
         import torch

@@ -392,3 +392,39 @@ def test_torch_reductions_hls4ml_cannot_convert_are_refused_up_front(isolated_yu
         support = yukti.runner_class(backend).supports(model)
         assert not support and "torch.sum" in support.describe(), (backend, support.describe())
         assert "ReduceSum" in support.reason and not support.by_design, (backend, support.describe())
+
+
+def test_conversions_in_threads_leave_torch_and_stdout_as_they_were(jet_dnn, tmp_path):
+    """A precision scan converts its configurations in a thread pool. hls4ml's torch converter traces
+    with torch.fx, which patches torch process-wide, and its output is kept by swapping sys.stdout:
+    interleaved, traces failed ("Proxy object cannot be iterated") and left torch patched, so later
+    torch calls in the process failed. Conversions hold one lock (frontend.HLS4ML_LOCK)."""
+    _require()
+    import threading
+
+    import torch
+
+    from yukti.runners.hls4ml import build, frontend
+
+    call, stdout = torch.nn.Module.__call__, sys.stdout
+    options = yukti.runner_class("hls4ml").resolve_options({"source": "torch"})
+    torch_frontend = frontend.frontend_for("torch")
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def convert(i: int) -> None:
+        start.wait()
+        try:
+            for _ in range(2):
+                build.convert(jet_dnn, torch_frontend, options, tmp_path / f"prj{i}")
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=convert, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert torch.nn.Module.__call__ is call and sys.stdout is stdout
+    assert jet_dnn.torch_module(torch.zeros(2, 16)).shape == (2, 5)  # torch as it was

@@ -86,9 +86,11 @@ def test_cpp_builds_one_artifact_per_data_file(twins):
 
 
 @pytest.mark.slow
-def test_torch_aot_builds_one_package_per_data_file(twins):
+def test_torch_aot_builds_one_package_per_data_file(twins, tmp_path, monkeypatch):
     if not yukti.registry.backend_info("torch_aot").available:
         pytest.skip(yukti.registry.backend_info("torch_aot").reason)
+    # an empty cache: a persistent YUKTI_TEST_CACHE may hold b's package from an earlier run
+    monkeypatch.setenv("YUKTI_CACHE_DIR", str(tmp_path / "cache"))
     a, b, w_a, w_b = twins
     x = np.random.default_rng(4).standard_normal((7, 4)).astype(np.float32)
     run_a = yukti.runner("torch_aot", yukti.load(a), max_batch=64)

@@ -97,7 +97,7 @@ def register_softmax(isa: Isa, logits: list[str], columns: list[int], n: int, ro
         lines.append(f"e{last} = kLaneIndex < {valid} ? e{last} : {t}{{}};")
     lines.append(f"const {t} sum = {pairwise_sum([f'e{v}' for v in range(len(logits))])};")
     width = lanes if len(logits) > 1 else 1 << (valid - 1).bit_length()  # lanes that can be nonzero
-    lines += _horizontal_sum("sum", lanes, width, "total")
+    lines += _horizontal_sum("sum", width, "total")
     lines.append(f"if (__builtin_expect(total > {SHIFT_FREE_LOW} && total < {SHIFT_FREE_HIGH}, 1)) {{")
     lines.append("  const float scale = 1.0f / total;")
     for v, column in enumerate(columns):
@@ -114,18 +114,18 @@ def _bytes(remaining: int, lanes: int) -> str:
     return "sizeof(float) * " + str(min(remaining, lanes))
 
 
-def _horizontal_sum(vector: str, lanes: int, width: int, into: str) -> list[str]:
+def _horizontal_sum(vector: str, width: int, into: str) -> list[str]:
     """`into` = the sum of the first `width` lanes (a power of two) of `vector`, halving: log2(width)
-    additions deep. The lanes past `width` are not read."""
+    additions deep; the lanes past `width` are not read. Halves by memcpy into narrower vector types,
+    which compilers turn into register extracts: __builtin_shufflevector would need GCC 12."""
     lines, current = [], vector
-    if width < lanes:
-        lines.append(f"const auto h{width} = __builtin_shufflevector({current}, {current}, {', '.join(map(str, range(width)))});")
-        current = f"h{width}"
     while width > 1:
         half = width // 2
-        low, high = ", ".join(map(str, range(half))), ", ".join(map(str, range(half, width)))
-        lines.append(f"const auto h{half} = __builtin_shufflevector({current}, {current}, {low}) + "
-                     f"__builtin_shufflevector({current}, {current}, {high});")
+        lines += [f"typedef float vsum{half} __attribute__((vector_size({4 * half})));",
+                  f"vsum{half} low{half}, high{half};",
+                  f"std::memcpy(&low{half}, &{current}, sizeof low{half});",
+                  f"std::memcpy(&high{half}, reinterpret_cast<const char*>(&{current}) + sizeof low{half}, sizeof high{half});",
+                  f"const vsum{half} h{half} = low{half} + high{half};"]
         current, width = f"h{half}", half
     lines.append(f"const float {into} = {current}[0];")
     return lines

@@ -227,7 +227,8 @@ class Peak:
                  f" = {self.flop_per_cycle} FLOP/cycle")
         if self.gflops is None or self.ghz is None:
             return f"{parts}; clock unknown ({self.note or 'no clock found'}): no peak"
-        return f"{parts} x {self.ghz:.3g} GHz ({self.clock_source}) x {threads} = {self.gflops:.4g} GFLOP/s"
+        product = f"{parts} x {self.ghz:.3g} GHz ({self.clock_source}) x {threads} = {self.gflops:.4g} GFLOP/s"
+        return f"{product}; {self.note}" if self.note else product
 
 
 def cpu_flags(cpuinfo: str) -> set[str]:
@@ -288,7 +289,11 @@ def peak_from(cpuinfo: str, *, threads: int = 1, max_freq_khz: str | int | None 
     if ghz is None:
         return Peak(None, isa, lanes, units, None, "", threads, units_source,
                     note=f"neither cpufreq's cpuinfo_max_freq nor /proc/cpuinfo's cpu MHz is readable; set {CPU_GHZ_ENV}")
-    return Peak(units * lanes * 2 * ghz * threads, isa, lanes, units, ghz, source, threads, units_source)
+    note = ""
+    if source == "cpu MHz" and "hypervisor" in cpu_flags(cpuinfo):
+        note = (f"a virtual machine's nominal clock: its cores may run faster, and shares of this peak then read "
+                f"high; set {CPU_GHZ_ENV} to the clock they run at")
+    return Peak(units * lanes * 2 * ghz * threads, isa, lanes, units, ghz, source, threads, units_source, note)
 
 
 @functools.lru_cache(maxsize=1)

@@ -52,19 +52,25 @@ inline void cpu_relax() {
 }
 
 // The worker pool: one per library, made at the first call that wants threads (or by
-// prepare_threads); its workers live until the library is unloaded or the process exits. A batch
-// is split by tile: the caller and up to threads - 1 workers claim tiles one at a time until none
-// is left, so a worker that is slow to wake costs nothing (the others take its tiles). Each worker
-// computes in an arena of its own, allocated once when it starts. An idle worker polls for kSpinNs
-// before it sleeps: back-to-back batches start without a wake-up.
+// prepare_threads); its workers live until the library is unloaded or the process exits. Each
+// worker computes in an arena of its own, allocated once when it starts. An idle worker polls for
+// kSpinNs before it sleeps: back-to-back batches start without a wake-up.
+//
+// A batch's tiles are cut into one contiguous range per thread taking part (the caller and up to
+// threads - 1 workers). Each thread claims the tiles of its own range, front to back, on a counter
+// no other thread touches until it steals: then, its range done, it claims from the others'. So a
+// thread's tiles are the same call after call (their inputs and outputs stay in its core's cache,
+// where one shared counter scattered them over the cores and moved every line of a tile each call),
+// a claim costs no cache-line transfer, and a worker that is slow to wake costs nothing (the others
+// take its range). Completed tiles are counted once per thread and batch.
 //
 // One batch at a time: a call that finds the pool busy with another caller's batch computes on
 // its own thread rather than queue. Concurrent callers bring their own threads already, nobody
 // waits for someone else's batch, and the pool needs no per-call queue or allocation.
 //
-// Claims: `cursor_` packs (batch number << 32 | tiles left); a thread takes a tile with a
-// compare-exchange that checks the batch number too, so a worker that wakes late can never take
-// a tile of a later batch, and reads the job only after it claimed a tile of it. The caller
+// Claims: each range's counter packs (batch number << 32 | its next tile); a thread takes a tile
+// with a compare-exchange that checks the batch number too, so a worker that wakes late can never
+// take a tile of a later batch, and reads the job only after it claimed a tile of it. The caller
 // returns once every tile is done (`done_`), so no worker touches the job after that.
 class Pool {
  public:
@@ -89,19 +95,24 @@ class Pool {
   // (and nothing computed) when another batch holds the pool or no worker can start.
   bool run(const Job& job, int64_t n_tiles, int64_t helpers, Scratch& own) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-    if (!busy.owns_lock() || n_tiles >= (int64_t{1} << 32)) return false;
+    if (!busy.owns_lock() || n_tiles >= (int64_t{1} << 31)) return false;
     const int64_t workers = std::min(grow(helpers), helpers);
     if (workers == 0) return false;
+    const int64_t parts = workers + 1;
     job_ = job;
-    wanted_.store(workers, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    const uint64_t number = ((cursor_.load(std::memory_order_relaxed) >> 32) + 1) & 0xffffffffu;
-    cursor_.store(number << 32 | static_cast<uint64_t>(n_tiles));  // seq_cst: ordered with sleepers_ below
+    parts_.store(parts, std::memory_order_relaxed);
+    const uint64_t number = ((batch_.load(std::memory_order_relaxed)) + 1) & 0xffffffffu;
+    for (int64_t part = 0; part < parts; ++part) {  // thread `part` gets tiles [first, end)
+      ranges_[part].end.store(n_tiles * (part + 1) / parts, std::memory_order_relaxed);
+      ranges_[part].next.store(number << 32 | static_cast<uint64_t>(n_tiles * part / parts), std::memory_order_release);
+    }
+    batch_.store(number);  // seq_cst: ordered with sleepers_ below
     if (sleepers_.load() > 0) {
       { std::lock_guard<std::mutex> lock(sleep_); }  // a worker between its check and its wait is now waiting
       wake_.notify_all();
     }
-    work(number, own);
+    work(number, 0, own);
     for (int spins = 0; done_.load(std::memory_order_acquire) != n_tiles; ++spins) {
       if (spins < 4096) cpu_relax(); else std::this_thread::yield();  // a worker finishes its last tile
     }
@@ -118,12 +129,18 @@ class Pool {
   }
 
  private:
+  // One thread's share of a batch. Own cache line: its owner's claims move no line of another's.
+  struct alignas(64) Range {
+    std::atomic<uint64_t> next{0};  // batch number << 32 | the next tile to claim
+    std::atomic<int64_t> end{0};  // one past the last tile; set before `next` is published
+  };
+
   // Under busy_: starts workers up to `helpers` (at most kMaxThreads - 1). A thread the system
   // refuses leaves fewer; the call then runs with those.
   int64_t grow(int64_t helpers) {
     if (!owned_here()) return 0;  // forked child: compute on the caller
     helpers = std::min<int64_t>(helpers, kMaxThreads - 1);
-    const uint64_t current = cursor_.load(std::memory_order_relaxed) >> 32;
+    const uint64_t current = batch_.load(std::memory_order_relaxed);
     try {
       while (static_cast<int64_t>(workers_.size()) < helpers) {
         workers_.emplace_back(&Pool::worker, this, static_cast<int64_t>(workers_.size()), current);
@@ -133,23 +150,36 @@ class Pool {
     return static_cast<int64_t>(workers_.size());
   }
 
-  // Claims and runs tiles of batch `number` until none is left.
-  void work(uint64_t number, Scratch& s) {
-    uint64_t seen = cursor_.load(std::memory_order_acquire);
-    while ((seen >> 32) == number && (seen & 0xffffffffu) != 0) {
-      if (cursor_.compare_exchange_weak(seen, seen - 1, std::memory_order_acquire, std::memory_order_acquire)) {
-        run_job_tile(job_, static_cast<int64_t>(seen & 0xffffffffu) - 1, s);
-        done_.fetch_add(1, std::memory_order_release);
-        seen = cursor_.load(std::memory_order_acquire);
+  // The next tile of `range` for batch `number`, or -1 when it has none left (or holds another batch).
+  int64_t claim(Range& range, uint64_t number) {
+    uint64_t seen = range.next.load(std::memory_order_acquire);
+    while ((seen >> 32) == number) {
+      const int64_t tile = static_cast<int64_t>(seen & 0xffffffffu);
+      if (tile >= range.end.load(std::memory_order_relaxed)) return -1;
+      if (range.next.compare_exchange_weak(seen, seen + 1, std::memory_order_acquire, std::memory_order_acquire)) return tile;
+    }
+    return -1;
+  }
+
+  // Thread `part`'s range of batch `number`, then the others' (stealing), tile by tile.
+  void work(uint64_t number, int64_t part, Scratch& s) {
+    const int64_t parts = parts_.load(std::memory_order_relaxed);
+    int64_t done = 0;
+    for (int64_t k = 0; k < parts; ++k) {
+      Range& range = ranges_[(part + k) % parts];
+      for (int64_t tile = claim(range, number); tile >= 0; tile = claim(range, number)) {
+        run_job_tile(job_, tile, s);
+        ++done;
       }
     }
+    if (done > 0) done_.fetch_add(done, std::memory_order_release);
   }
 
   // A batch numbered other than `seen` (its number), or any number once stopping: polls a while, then sleeps.
   uint64_t next_batch(uint64_t seen) {
     const auto start = std::chrono::steady_clock::now();
     for (int spins = 1;; ++spins) {
-      const uint64_t number = cursor_.load(std::memory_order_acquire) >> 32;
+      const uint64_t number = batch_.load(std::memory_order_acquire);
       if (number != seen || stopping_.load(std::memory_order_relaxed)) return number;
       cpu_relax();
       if (spins % 256 == 0) {
@@ -159,9 +189,9 @@ class Pool {
     }
     std::unique_lock<std::mutex> lock(sleep_);
     sleepers_.fetch_add(1);  // seq_cst: run() reads it after publishing a batch
-    wake_.wait(lock, [&] { return stopping_.load() || (cursor_.load() >> 32) != seen; });
+    wake_.wait(lock, [&] { return stopping_.load() || batch_.load() != seen; });
     sleepers_.fetch_sub(1);
-    return cursor_.load(std::memory_order_acquire) >> 32;
+    return batch_.load(std::memory_order_acquire);
   }
 
   void worker(int64_t index, uint64_t seen) {
@@ -170,7 +200,7 @@ class Pool {
     for (;;) {
       seen = next_batch(seen);
       if (stopping_.load()) return;
-      if (index < wanted_.load(std::memory_order_relaxed)) work(seen, *scratch);
+      if (index + 1 < parts_.load(std::memory_order_relaxed)) work(seen, index + 1, *scratch);
     }
   }
 
@@ -179,9 +209,10 @@ class Pool {
   std::mutex sleep_;
   std::condition_variable wake_;
   std::vector<std::thread> workers_;
-  std::atomic<uint64_t> cursor_{0};
+  Range ranges_[kMaxThreads];
+  std::atomic<uint64_t> batch_{0};  // the number of the latest batch
   std::atomic<int64_t> done_{0};
-  std::atomic<int64_t> wanted_{0};  // workers taking part in the current batch: those with a lower index
+  std::atomic<int64_t> parts_{0};  // threads taking part in the current batch: the caller, then workers by index
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stopping_{false};
   Job job_{};

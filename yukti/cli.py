@@ -187,6 +187,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _write(args.csv, frame.to_csv(index=False))
     if args.json != "-" and args.csv != "-":
         console.print(results_table(frame, shown(title)))
+        if "pct_of_peak" in frame and pd.to_numeric(frame["pct_of_peak"], errors="coerce").notna().any():
+            from yukti import roofline
+
+            # what "% peak" is a share of, with the caveat of a virtual machine's nominal clock
+            console.print(Text(f"% peak: of {roofline.host_peak_gflops(args.threads).arithmetic()}"), style="dim")
         for _, row in frame[frame["status"] != "ok"].drop_duplicates("backend").iterrows():
             console.print(Text.assemble((str(row["backend"]), "yellow"), shown(f": {row['status']}: {str(row['error']).splitlines()[0]}")))
         if not args.no_store:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from yukti import roofline
 from yukti.cli import main
 
 
@@ -33,6 +34,9 @@ def test_bench_writes_json_and_prints_table(capsys, tmp_path, jet_dnn):
     assert code == 0
     out = capsys.readouterr().out
     assert "p99 µs" in out and "onnxruntime" in out and "jets_synthetic (synthetic)" in out
+    peak = roofline.host_peak_gflops(1)
+    if peak.gflops is not None:  # the share's denominator is printed under the table
+        assert "% peak" in out and "% peak: of" in out and "FLOP/cycle" in out
     rows = json.loads(target.read_text())
     assert {(r["backend"], r["batch_size"]) for r in rows} == {("reference", 1), ("reference", 8), ("onnxruntime", 1), ("onnxruntime", 8)}
     assert all(r["status"] == "ok" and r["latency_p99_us"] >= r["latency_p50_us"] for r in rows)

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import yukti
 from yukti.runners.cpp import codegen, ir, isa
 
-from tests.runners.cpp.test_isa import MARCHES
+from test_isa import MARCHES
 
 pytestmark = pytest.mark.skipif(not yukti.registry.backend_info("cpp").available, reason="no C++ compiler")
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from yukti.runners.cpp import ir
 from yukti.runners.cpp import isa as isa_module
 from yukti.runners.cpp.context import EmitContext
-from yukti.runners.cpp.ops import ALIASING_OPS, EMITTERS, c_float
+from yukti.runners.cpp.ops import ALIASING_OPS, EMITTERS, c_float, gemm, softmax
 from yukti import limits
 from yukti.errors import UnsupportedModelError
 from yukti.model import Model
@@ -102,7 +102,7 @@ class Pool {
     job_ = job;
     done_.store(0, std::memory_order_relaxed);
     parts_.store(parts, std::memory_order_relaxed);
-    const uint64_t number = ((batch_.load(std::memory_order_relaxed)) + 1) & 0xffffffffu;
+    const uint64_t number = (batch_.load(std::memory_order_relaxed) + 1) & 0xffffffffu;
     for (int64_t part = 0; part < parts; ++part) {  // thread `part` gets tiles [first, end)
       ranges_[part].end.store(n_tiles * (part + 1) / parts, std::memory_order_relaxed);
       ranges_[part].next.store(number << 32 | static_cast<uint64_t>(n_tiles * part / parts), std::memory_order_release);
@@ -311,18 +311,17 @@ FUSIBLE_ACTIVATIONS = {"Relu"}
 
 
 def _dense_layer(graph: ir.Graph, node: ir.Node) -> bool:
-    """A node ops/gemm.py computes as a dense layer (a batched input times a constant matrix)."""
+    """A node ops/gemm.py computes as a dense layer whose outputs keep their axis (a matrix, not a
+    vector, of weights)."""
     if node.op not in ("Gemm", "MatMul") or len(node.inputs) < 2 or node.attr("transA", 0):
         return False
     a, b = graph.values.get(node.inputs[0]), graph.values.get(node.inputs[1])
-    return (a is not None and a.batched and len(a.shape) >= 1 and b is not None and not b.batched
-            and b.const is not None and b.const.ndim == 2)
+    return a is not None and b is not None and gemm.dense_operands(a, b) and b.const.ndim == 2
 
 
 def _softmax_over_last_axis(graph: ir.Graph, node: ir.Node) -> bool:
     rank = len(graph.values[node.inputs[0]].shape) + 1
-    axis = node.attr("axis", -1 if graph.opset >= 13 else 1)  # before 13: over the axes from `axis` on
-    return (axis + rank if axis < 0 else axis) == rank - 1
+    return softmax.softmax_axis(node, graph.opset, rank) == rank - 1
 
 
 def fuse_activations(graph: ir.Graph) -> ir.Graph:

@@ -47,19 +47,18 @@ def compile_library(header: str, body: str, flags: list[str], *, cache: Artifact
     def build(folder: Path) -> None:
         (folder / "model.hpp").write_text(header)
         (folder / "model.cpp").write_text(body)
+        steps = [[cxx, *flags, "model.cpp", "-o", library]]
         if "-ffast-math" in flags:
             # Compiled with it, linked without: GCC links crtfastmath.o into a -ffast-math link, whose
             # constructor turns on flush-to-zero for the whole process that loads the library (numpy
             # included: np.spacing(1e-38) reads 0 after it). The code keeps its fast-math arithmetic.
-            compile_step = [cxx, *flags, "-c", "model.cpp", "-o", "model.o"]
-            done = subprocess.run(compile_step, cwd=folder, capture_output=True, text=True, timeout=900)
-            command = [cxx, *[f for f in flags if f != "-ffast-math"], "model.o", "-o", library] if done.returncode == 0 else compile_step
-            if done.returncode == 0:
-                done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=900)
-                (folder / "model.o").unlink(missing_ok=True)
-        else:
-            command = [cxx, *flags, "model.cpp", "-o", library]
+            steps = [[cxx, *flags, "-c", "model.cpp", "-o", "model.o"],
+                     [cxx, *[f for f in flags if f != "-ffast-math"], "model.o", "-o", library]]
+        for command in steps:
             done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=900)
+            if done.returncode != 0:
+                break
+        (folder / "model.o").unlink(missing_ok=True)
         if done.returncode != 0:
             message = (done.stderr or done.stdout).strip()
             raise CompileError(f"{' '.join(command)} failed (exit {done.returncode}):\n{message[-4000:]}")

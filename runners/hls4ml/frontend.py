@@ -21,12 +21,13 @@ SOURCES = ("auto", "keras", "torch", "onnx")
 _MODULES = {"keras": "yukti.runners.hls4ml.keras", "torch": "yukti.runners.hls4ml.torch", "onnx": "yukti.runners.hls4ml.onnx"}
 
 
-# Held while hls4ml runs, by quiet(), and by every torch.fx trace (runners/hls4ml/torch.py). Both
+# Held by quiet(), inside which every hls4ml conversion runs (build.convert; its torch.fx traces
+# included), and by the traces yukti makes outside one (runners/hls4ml/torch.py). Both
 # change process-wide state for their duration: redirect_stdout swaps sys.stdout, and torch.fx's
 # tracer patches torch itself (nn.Module.__call__ and more). A precision scan builds its
 # configurations in a thread pool; interleaved, two redirects can leave sys.stdout pointing at a
 # buffer, and two traces unpatch each other ("Proxy object cannot be iterated") and can leave torch
-# patched for the rest of the process. Reentrant: a conversion traces inside its own quiet().
+# patched for the rest of the process. Reentrant: code under quiet() may take it again.
 HLS4ML_LOCK = threading.RLock()
 
 

@@ -109,14 +109,12 @@ class TorchFrontend(Frontend):
         import hls4ml
 
         shapes = [tuple(s.sample_shape) for s in model.inputs]
-        with HLS4ML_LOCK:  # torch.fx patches torch while it traces
-            return hls4ml.utils.config_from_pytorch_model(model.torch_module, shapes[0] if len(shapes) == 1 else shapes, **common)
+        return hls4ml.utils.config_from_pytorch_model(model.torch_module, shapes[0] if len(shapes) == 1 else shapes, **common)
 
     def convert(self, model: Model, config: dict[str, Any], **kwargs: Any) -> Any:
         import hls4ml
 
-        with HLS4ML_LOCK:  # torch.fx patches torch while it traces
-            return hls4ml.converters.convert_from_pytorch_model(model.torch_module, hls_config=config, **kwargs)
+        return hls4ml.converters.convert_from_pytorch_model(model.torch_module, hls_config=config, **kwargs)
 
     def float_activations(self, model: Model, hls_model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
         import torch

@@ -258,11 +258,17 @@ def emit_gemm(node: ir.Node, ctx: EmitContext) -> str:
     return _dense(ctx, node, a, node.outputs[0], weight, bias, rows=rows)
 
 
+def dense_operands(a: ir.Value, b: ir.Value) -> bool:
+    """Whether a MatMul of `a` by `b` is a dense layer for this kernel: a batched input times a
+    constant matrix (or vector); anything else is numpy's batched matmul (ops/matmul.py)."""
+    return a.batched and bool(a.shape) and not b.batched and b.const is not None and b.const.ndim in (1, 2)
+
+
 @emits("MatMul")
 def emit_matmul(node: ir.Node, ctx: EmitContext) -> str:
     a, b = node.inputs
     shape = ctx.value(a).shape
-    if not ctx.value(a).batched or ctx.value(b).batched or ctx.value(b).const.ndim not in (1, 2) or not shape:
+    if not dense_operands(ctx.value(a), ctx.value(b)):
         return emit_batched_matmul(node, ctx)  # numpy's batched matmul (two activations, stacks of matrices)
     weight = np.asarray(ctx.const_value(b), np.float32)
     if weight.ndim == 1:  # x @ v: one output column, dropped from the shape (which the IR already did)

@@ -10,13 +10,18 @@ from yukti.runners.cpp.isa import Isa
 from yukti.runners.cpp.ops import emits, pairwise_sum, unsupported
 
 
+def softmax_axis(node: ir.Node, opset: int, rank: int) -> int:
+    """The node's axis in a tensor of `rank` (batch included), made non-negative; before opset 13 the
+    softmax runs over the axes from it on."""
+    axis = node.attr("axis", -1 if opset >= 13 else 1)
+    return axis + rank if axis < 0 else axis
+
+
 @emits("Softmax")
 def emit_softmax(node: ir.Node, ctx: EmitContext) -> str:
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.value(x).shape  # per sample
-    rank = len(shape) + 1
-    axis = node.attr("axis", -1 if ctx.graph.opset >= 13 else 1)
-    axis = axis + rank if axis < 0 else axis
+    axis = softmax_axis(node, ctx.graph.opset, len(shape) + 1)
     if axis == 0:
         raise unsupported(node, "softmax over the batch axis")
     per_sample_axis = axis - 1
